@@ -1,0 +1,33 @@
+import { CutoverError, EXIT, type ExitCode } from '../errors.ts';
+
+/**
+ * The one place that turns an outcome into an exit code and the one line an operator reads.
+ * Anything that is not a CutoverError is a bug: E_INTERNAL, with the stack under --verbose.
+ */
+export function reportFailure(
+  e: unknown,
+  opts: { prog: string; json: boolean; verbose: boolean; stderr?: NodeJS.WritableStream; stdout?: NodeJS.WritableStream },
+): ExitCode {
+  const stderr = opts.stderr ?? process.stderr;
+  const stdout = opts.stdout ?? process.stdout;
+  const err =
+    e instanceof CutoverError
+      ? e
+      : new CutoverError('E_INTERNAL', `internal error: ${(e as Error)?.message ?? String(e)}`, {
+          hint: 'this is a bug in cutover; rerun with --verbose and report the output',
+          cause: e,
+        });
+  stderr.write(`${opts.prog}: ${err.toLine()}\n`);
+  if (opts.verbose) {
+    const cause = err.cause ?? err;
+    stderr.write(`${(cause as Error)?.stack ?? String(cause)}\n`);
+  }
+  if (opts.json) {
+    stdout.write(
+      `${JSON.stringify({ ok: false, error: { code: err.code, exit: err.exitCode, message: err.message, hint: err.hint ?? null, ...(err.details ? { details: err.details } : {}) } })}\n`,
+    );
+  }
+  return err.exitCode;
+}
+
+export const OK: ExitCode = EXIT.OK;

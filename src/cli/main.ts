@@ -1,0 +1,183 @@
+import path from 'node:path';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { loadConfig, resolveConfigPath, type Config } from '../config/config.ts';
+import { createServices } from '../engine/services.ts';
+import { runRollback } from '../engine/rollback.ts';
+import { getStatus, listReleases, runGc } from '../engine/status.ts';
+import { formatBytes, runUpdate } from '../engine/update.ts';
+import { CutoverError, EXIT, type ExitCode } from '../errors.ts';
+import { reportFailure } from './exit.ts';
+import { TerminalReporter } from './output.ts';
+
+interface GlobalOptions {
+  config?: string;
+  json?: boolean;
+  verbose?: boolean;
+  quiet?: boolean;
+}
+
+/** The name cutover was invoked as: `app` through /usr/local/bin/app, else `cutover`. */
+export function programName(argv1: string | undefined, env: NodeJS.ProcessEnv): string {
+  const fromEnv = env.CUTOVER_PROG?.trim();
+  const raw = fromEnv || path.basename(argv1 ?? 'cutover');
+  const name = raw.replace(/\.(c|m)?(j|t)s$/, '');
+  if (!name || name === 'main' || name === 'node' || !/^[A-Za-z0-9._-]+$/.test(name)) return 'cutover';
+  return name;
+}
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<ExitCode> {
+  const prog = programName(argv[1], env);
+  let exitCode: ExitCode = EXIT.OK;
+  let globals: GlobalOptions = {};
+  const controller = new AbortController();
+  const onSignal = (sig: NodeJS.Signals): void => {
+    controller.abort(new CutoverError('E_INTERNAL', `interrupted by ${sig}`, { hint: 'nothing was switched; run the command again' }));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const program = new Command(prog)
+    .description(`${prog}: signed, atomic releases (cutover)`)
+    .addOption(new Option('-c, --config <file>', `config file (default: $CUTOVER_CONFIG or /etc/${prog}/cutover.toml)`))
+    .option('--json', 'print one JSON object describing the result on stdout')
+    .option('-q, --quiet', 'print only errors')
+    .option('-v, --verbose', 'print stack traces for internal errors')
+    .exitOverride()
+    .configureOutput({ outputError: () => {} })
+    .showHelpAfterError(false);
+
+  const context = async (cmd: Command) => {
+    globals = cmd.optsWithGlobals<GlobalOptions>();
+    const config = await loadConfig(resolveConfigPath(prog, globals.config, env));
+    const reporter = new TerminalReporter(prog, { json: !!globals.json, quiet: !!globals.quiet, verbose: !!globals.verbose });
+    return { config, services: createServices(config, reporter) };
+  };
+  const emit = (result: unknown, human: () => string | null): void => {
+    if (globals.json) process.stdout.write(`${JSON.stringify({ ok: true, ...(result as object) })}\n`);
+    else {
+      const text = human();
+      if (text) process.stdout.write(`${text}\n`);
+    }
+  };
+
+  program
+    .command('update')
+    .description('download, verify and switch to a release (default: the newest stable one)')
+    .option('--version <version>', 'the release to install, e.g. v1.4.0')
+    .option('--dry-run', 'download and verify in a TMPDIR sandbox, print the plan, change nothing')
+    .option('--allow-downgrade', 'allow installing a version older than the current one')
+    .action(async (opts: { version?: string; dryRun?: boolean; allowDowngrade?: boolean }, cmd: Command) => {
+      const { config, services } = await context(cmd);
+      try {
+        const r = await runUpdate(config, services, {
+          version: opts.version,
+          dryRun: !!opts.dryRun,
+          allowDowngrade: !!opts.allowDowngrade,
+          signal: controller.signal,
+        });
+        emit(r, () => {
+          if (!r.dryRun) return null;
+          const lines = [`Plan for ${r.app} under ${r.root} (dry run: nothing was changed)`];
+          lines.push(`  current:  ${r.from ? `v${r.from}` : '(none)'}`);
+          lines.push(`  target:   v${r.to}${r.downgrade ? ' (downgrade)' : ''}`);
+          lines.push(`  action:   ${describeAction(r.action)}`);
+          if (r.verified) lines.push(`  signed:   ${r.verified.identity} (${r.verified.issuer})`);
+          if (r.extracted) lines.push(`  contents: ${r.extracted.files} files, ${formatBytes(r.extracted.bytes)}`);
+          lines.push(`  prune:    ${r.pruned.length ? r.pruned.map((v) => `v${v}`).join(', ') : '(nothing)'}`);
+          lines.push(`  rollback: ${r.rollbackTarget ? `v${r.rollbackTarget}` : '(none)'}`);
+          return lines.join('\n');
+        });
+      } finally {
+        await services.http.close();
+      }
+    });
+
+  program
+    .command('rollback')
+    .description('switch back to the previous release, or to a retained one with --to')
+    .option('--to <version>', 'a retained release, e.g. v1.3.2')
+    .action(async (opts: { to?: string }, cmd: Command) => {
+      const { config, services } = await context(cmd);
+      const r = await runRollback(config, services, { to: opts.to });
+      emit(r, () => null);
+    });
+
+  program
+    .command('status')
+    .description('what is current, what rollback would return to, the last operation')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const { config } = await context(cmd);
+      const s = await getStatus(config);
+      emit(s, () => {
+        const last = s.lastOperation;
+        return [
+          `app:       ${s.app}`,
+          `root:      ${s.root}`,
+          `current:   ${s.current ? `v${s.current}` : '(none)'}`,
+          `previous:  ${s.previous ? `v${s.previous}` : '(none)'}`,
+          `installed: ${s.installed.map((v) => `v${v}`).join(', ') || '(none)'}`,
+          ...(s.bad.length ? [`bad:       ${s.bad.map((v) => `v${v}`).join(', ')}`] : []),
+          `last:      ${last ? `${last.at} ${last.op} ${last.from ? `v${last.from}` : '-'} -> ${last.to ? `v${last.to}` : '-'}: ${last.result}${last.code ? ` (${last.code})` : ''}` : '(none)'}`,
+        ].join('\n');
+      });
+    });
+
+  program
+    .command('list')
+    .description('installed releases')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const { config } = await context(cmd);
+      const rows = await listReleases(config);
+      emit({ releases: rows }, () => {
+        if (!rows.length) return '(no releases installed)';
+        return rows
+          .map((r) => {
+            const marks = [r.current && 'current', r.previous && 'previous', r.bad && 'bad'].filter(Boolean).join(', ');
+            return `${r.current ? '*' : ' '} v${r.version.padEnd(12)} ${String(r.files).padStart(7)} files ${formatBytes(r.bytes).padStart(10)}  ${r.installedAt ?? ''}${marks ? `  (${marks})` : ''}`;
+          })
+          .join('\n');
+      });
+    });
+
+  program
+    .command('gc')
+    .description('remove old releases, keeping current, previous and --keep others')
+    .option('--keep <n>', 'releases to keep besides current', parseCount)
+    .action(async (opts: { keep?: number }, cmd: Command) => {
+      const { config, services } = await context(cmd);
+      const r = await runGc(config, services, { keep: opts.keep });
+      emit(r, () => (r.pruned.length ? `removed ${r.pruned.map((v) => `v${v}`).join(', ')}` : null));
+    });
+
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.exitCode === 0) return EXIT.OK;
+      exitCode = reportFailure(
+        new CutoverError('E_USAGE', e.message.replace(/^error: /, ''), { hint: `see \`${prog} --help\`` }),
+        { prog, json: !!globals.json || argv.includes('--json'), verbose: false },
+      );
+    } else {
+      exitCode = reportFailure(e, { prog, json: !!globals.json, verbose: !!globals.verbose });
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  return exitCode;
+}
+
+function parseCount(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a whole number of at least 1');
+  return n;
+}
+
+function describeAction(a: 'install' | 'switch' | 'noop'): string {
+  if (a === 'install') return 'download, verify, extract into releases/, switch current';
+  if (a === 'switch') return 'already retained: switch current only';
+  return 'nothing (already current)';
+}
+
+export type { Config };

@@ -1,0 +1,229 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parse, TomlError } from 'smol-toml';
+import { CutoverError, errnoCode } from '../errors.ts';
+import { parseDuration } from './duration.ts';
+
+export interface Config {
+  /** Where the config was read from. */
+  file: string;
+  app: string;
+  root: string;
+  keep: number;
+  source: {
+    index: URL;
+    ca: string | undefined;
+    /** Overall deadline for one download (all attempts together), ms. */
+    timeoutMs: number;
+    /** Longest silence from the server before giving up, ms. */
+    idleTimeoutMs: number;
+  };
+  trust: {
+    identity: string;
+    issuer: string;
+    trustedRoot: string | undefined;
+    requireTlog: boolean;
+    requireTimestamp: boolean;
+  };
+}
+
+/** Program name → default config path: invoked as `app`, read /etc/app/cutover.toml. */
+export function defaultConfigPath(programName: string): string {
+  return `/etc/${programName}/cutover.toml`;
+}
+
+export function resolveConfigPath(
+  programName: string,
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv,
+): string {
+  return flag ?? env.CUTOVER_CONFIG ?? defaultConfigPath(programName);
+}
+
+export async function loadConfig(file: string): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    const missing = errnoCode(e) === 'ENOENT';
+    throw new CutoverError(
+      missing ? 'E_CONFIG_MISSING' : 'E_CONFIG',
+      missing ? `no config file at ${file}` : `cannot read config ${file}: ${(e as Error).message}`,
+      { hint: 'create it (see docs/configuration.md) or pass --config FILE', cause: e },
+    );
+  }
+  return parseConfig(text, file);
+}
+
+type Table = Record<string, unknown>;
+
+/** Parse and validate. Every complaint names the key and its line. */
+export function parseConfig(text: string, file = '<config>'): Config {
+  let doc: Table;
+  try {
+    doc = parse(text, { unsafeKeyBehaviour: 'throw' }) as Table;
+  } catch (e) {
+    const line = e instanceof TomlError ? e.line : undefined;
+    const first = (e as Error).message.split('\n')[0];
+    throw new CutoverError('E_CONFIG', `${file}${line ? `:${line}` : ''}: invalid TOML: ${first}`, {
+      hint: 'fix the syntax (see docs/configuration.md)',
+      cause: e,
+    });
+  }
+  const lines = new KeyLines(text);
+  const fail = (key: string, what: string): never => {
+    const line = lines.find(key);
+    throw new CutoverError('E_CONFIG', `${file}${line ? `:${line}` : ''}: ${key} ${what}`, {
+      hint: 'fix it (see docs/configuration.md)',
+      details: { key, line },
+    });
+  };
+  const reader = new TableReader(doc, '', fail);
+
+  const app = reader.string('app', { required: true });
+  if (!/^[a-z0-9][a-z0-9._-]{0,63}$/i.test(app)) fail('app', 'must be a short name of letters, digits, ".", "_" or "-"');
+  const root = reader.string('root', { required: true });
+  if (!path.isAbsolute(root)) fail('root', 'must be an absolute path');
+  if (path.resolve(root) === '/') fail('root', 'must not be /');
+  const keep = reader.integer('keep', { default: 3, min: 1, max: 100 });
+
+  const src = reader.table('source', { required: true });
+  const indexStr = src.string('index', { required: true });
+  let index: URL;
+  try {
+    index = new URL(indexStr);
+  } catch {
+    return fail('source.index', 'is not a URL');
+  }
+  if (index.protocol !== 'https:') fail('source.index', 'must be an https:// URL');
+  const ca = src.optionalString('ca');
+  if (ca !== undefined && !path.isAbsolute(ca)) fail('source.ca', 'must be an absolute path');
+  const timeoutMs = src.duration('timeout', '30m');
+  const idleTimeoutMs = src.duration('idle_timeout', '30s');
+  src.done();
+
+  const trust = reader.table('trust', { required: true });
+  const identity = trust.string('identity', { required: true });
+  const issuer = trust.string('issuer', { required: true });
+  const trustedRoot = trust.optionalString('trusted_root');
+  if (trustedRoot !== undefined && !path.isAbsolute(trustedRoot)) fail('trust.trusted_root', 'must be an absolute path');
+  const requireTlog = trust.boolean('require_tlog', true);
+  const requireTimestamp = trust.boolean('require_timestamp', true);
+  trust.done();
+
+  reader.done();
+  return {
+    file,
+    app,
+    root: path.resolve(root),
+    keep,
+    source: { index, ca, timeoutMs, idleTimeoutMs },
+    trust: { identity, issuer, trustedRoot, requireTlog, requireTimestamp },
+  };
+}
+
+class TableReader {
+  private readonly seen = new Set<string>();
+  private readonly doc: Table;
+  private readonly prefix: string;
+  private readonly fail: (key: string, what: string) => never;
+
+  constructor(doc: Table, prefix: string, fail: (key: string, what: string) => never) {
+    this.doc = doc;
+    this.prefix = prefix;
+    this.fail = fail;
+  }
+
+  private key(k: string): string {
+    return this.prefix ? `${this.prefix}.${k}` : k;
+  }
+
+  private get(k: string): unknown {
+    this.seen.add(k);
+    return Object.hasOwn(this.doc, k) ? this.doc[k] : undefined;
+  }
+
+  string(k: string, opts: { required: true }): string {
+    const v = this.get(k);
+    if (v === undefined && opts.required) return this.fail(this.key(k), 'is required');
+    if (typeof v !== 'string' || v.trim() === '') return this.fail(this.key(k), 'must be a non-empty string');
+    return v;
+  }
+
+  optionalString(k: string): string | undefined {
+    const v = this.get(k);
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string' || v.trim() === '') return this.fail(this.key(k), 'must be a non-empty string');
+    return v;
+  }
+
+  integer(k: string, opts: { default: number; min: number; max: number }): number {
+    const v = this.get(k);
+    if (v === undefined) return opts.default;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < opts.min || v > opts.max) {
+      return this.fail(this.key(k), `must be an integer from ${opts.min} to ${opts.max}`);
+    }
+    return v;
+  }
+
+  boolean(k: string, dflt: boolean): boolean {
+    const v = this.get(k);
+    if (v === undefined) return dflt;
+    if (typeof v !== 'boolean') return this.fail(this.key(k), 'must be true or false');
+    return v;
+  }
+
+  duration(k: string, dflt: string): number {
+    const v = this.get(k) ?? dflt;
+    const ms = typeof v === 'string' ? parseDuration(v) : undefined;
+    if (ms === undefined || ms <= 0) return this.fail(this.key(k), 'must be a duration such as "30s", "15m" or "6h"');
+    return ms;
+  }
+
+  table(k: string, opts: { required: boolean }): TableReader {
+    const v = this.get(k);
+    if (v === undefined) {
+      if (opts.required) return this.fail(this.key(k), 'is required (a [table])');
+      return new TableReader({}, this.key(k), this.fail);
+    }
+    if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Date) {
+      return this.fail(this.key(k), 'must be a [table]');
+    }
+    return new TableReader(v as Table, this.key(k), this.fail);
+  }
+
+  /** Unknown keys are errors: a typo must never silently weaken the policy. */
+  done(): void {
+    for (const k of Object.keys(this.doc)) {
+      if (!this.seen.has(k)) this.fail(this.key(k), 'is not a known setting');
+    }
+  }
+}
+
+/** Maps dotted keys to the line that sets them, for error messages. */
+class KeyLines {
+  private readonly map = new Map<string, number>();
+
+  constructor(text: string) {
+    let table = '';
+    text.split('\n').forEach((raw, i) => {
+      const line = raw.trim();
+      const header = /^\[\s*([A-Za-z0-9_.\-\s"]+?)\s*\]/.exec(line);
+      if (header?.[1]) {
+        table = header[1].replace(/["\s]/g, '');
+        if (!this.map.has(table)) this.map.set(table, i + 1);
+        return;
+      }
+      const kv = /^([A-Za-z0-9_\-."]+)\s*=/.exec(line);
+      if (kv?.[1]) {
+        const key = kv[1].replace(/"/g, '');
+        const full = table ? `${table}.${key}` : key;
+        if (!this.map.has(full)) this.map.set(full, i + 1);
+      }
+    });
+  }
+
+  find(key: string): number | undefined {
+    return this.map.get(key);
+  }
+}

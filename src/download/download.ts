@@ -1,0 +1,112 @@
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { rm } from 'node:fs/promises';
+import { CutoverError, fsError, errnoCode } from '../errors.ts';
+import type { HttpClient } from './http.ts';
+
+export interface Downloaded {
+  path: string;
+  sha256: Buffer;
+  bytes: number;
+}
+
+export interface DownloadOptions {
+  /** Exact size in bytes from the release index; more or fewer bytes is an error. */
+  size: number;
+  signal: AbortSignal;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * Stream `url` into `dest` (created fresh, 0600), hashing while it streams. The size from the
+ * index is enforced on bytes actually read, so a lying Content-Length or an endless body stops
+ * at the first extra byte.
+ */
+export async function downloadToFile(
+  client: HttpClient,
+  url: URL,
+  dest: string,
+  opts: DownloadOptions,
+): Promise<Downloaded> {
+  return client.get(url, opts.signal, async (res) => {
+    const declared = Number(res.headers['content-length']);
+    if (Number.isFinite(declared) && declared > opts.size) {
+      res.body.destroy();
+      throw sizeError(url, `server announces ${declared} bytes`, opts.size);
+    }
+    const hash = createHash('sha256');
+    let bytes = 0;
+    let lastReport = 0;
+    const meter = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        bytes += chunk.length;
+        if (bytes > opts.size) {
+          cb(sizeError(url, `more than ${opts.size} bytes arrived`, opts.size));
+          return;
+        }
+        hash.update(chunk);
+        if (opts.onProgress && (bytes - lastReport > 1 << 20 || bytes === opts.size)) {
+          lastReport = bytes;
+          opts.onProgress(bytes, opts.size);
+        }
+        cb(null, chunk);
+      },
+    });
+    const file = createWriteStream(dest, { flags: 'w', mode: 0o600, highWaterMark: 1 << 20 });
+    try {
+      await pipeline(res.body, meter, file, { signal: opts.signal });
+    } catch (e) {
+      await rm(dest, { force: true });
+      if (e instanceof CutoverError) throw e;
+      const code = errnoCode(e);
+      if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EACCES' || code === 'EROFS') throw fsError('write', dest, e);
+      throw e;
+    }
+    if (bytes !== opts.size) {
+      await rm(dest, { force: true });
+      throw sizeError(url, `only ${bytes} bytes arrived`, opts.size);
+    }
+    return { path: dest, sha256: hash.digest(), bytes };
+  });
+}
+
+/** Small JSON documents (the index, a bundle): bounded in size, parsed strictly. */
+export async function fetchJson(
+  client: HttpClient,
+  url: URL,
+  maxBytes: number,
+  signal: AbortSignal,
+  what: string,
+): Promise<unknown> {
+  const text = await client.get(url, signal, async (res) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    for await (const chunk of res.body) {
+      n += (chunk as Buffer).length;
+      if (n > maxBytes) {
+        res.body.destroy();
+        throw new CutoverError('E_NET_SIZE', `${what} at ${url.href} is larger than ${maxBytes} bytes`, {
+          hint: 'check that the URL points at the right document',
+        });
+      }
+      chunks.push(chunk as Buffer);
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  });
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (e) {
+    throw new CutoverError(what === 'release index' ? 'E_INDEX_INVALID' : 'E_SIG_BUNDLE', `${what} at ${url.href} is not valid JSON`, {
+      hint: 'check the URL; the server may be returning an error page',
+      cause: e,
+    });
+  }
+}
+
+function sizeError(url: URL, what: string, expected: number): CutoverError {
+  return new CutoverError('E_NET_SIZE', `download of ${url.href} is the wrong size: ${what}, the index says ${expected}`, {
+    hint: 'the transfer was cut or the file was replaced; retry, and tell the vendor if it persists',
+  });
+}

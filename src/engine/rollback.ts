@@ -1,0 +1,70 @@
+import { CutoverError } from '../errors.ts';
+import type { Config } from '../config/config.ts';
+import { layoutOf } from '../layout/paths.ts';
+import { isInstalled, listInstalled } from '../layout/releases.ts';
+import { readCurrent } from '../layout/swap.ts';
+import { checkManifest, readReleaseManifest } from '../release/manifest.ts';
+import { normalizeVersion } from '../release/release-index.ts';
+import { releaseDir } from '../layout/paths.ts';
+import { acquireLock } from '../state/lock.ts';
+import { appendHistory } from '../state/state.ts';
+import { recover } from './recover.ts';
+import type { Services } from './services.ts';
+import { switchTo } from './update.ts';
+
+export interface RollbackResult {
+  op: 'rollback';
+  app: string;
+  root: string;
+  from: string | null;
+  to: string;
+  durationMs: number;
+}
+
+/** Switch `current` back to the previous release, or to a named retained one. */
+export async function runRollback(config: Config, services: Services, opts: { to?: string | undefined }): Promise<RollbackResult> {
+  const started = Date.now();
+  const layout = layoutOf(config.root);
+  const lock = acquireLock(layout.lock, 'rollback');
+  try {
+    const { state } = await recover(layout, services.reporter);
+    const current = await readCurrent(layout);
+    let target: string;
+    if (opts.to !== undefined) {
+      const v = normalizeVersion(opts.to);
+      if (!v) throw new CutoverError('E_USAGE', `"${opts.to}" is not a version`, { hint: 'pass a version like v1.3.2' });
+      target = v;
+    } else {
+      if (!state.previous) {
+        throw new CutoverError('E_NO_PREVIOUS', 'there is no previous release to roll back to', {
+          hint: 'use `rollback --to vX` with a release from `list`',
+        });
+      }
+      target = state.previous;
+    }
+    if (!(await isInstalled(layout, target))) {
+      const have = (await listInstalled(layout)).map((v) => `v${v}`);
+      throw new CutoverError('E_NOT_INSTALLED', `v${target} is not installed under ${layout.releases}`, {
+        hint: have.length ? `retained releases: ${have.join(', ')}` : 'no releases are retained; use `update --version`',
+      });
+    }
+    if (target === current) {
+      throw new CutoverError('E_USAGE', `v${target} is already current`, { hint: 'pick another release from `list`' });
+    }
+    // A retained release must still be whole and be what it claims to be before it goes live.
+    checkManifest(await readReleaseManifest(releaseDir(layout, target)), { name: config.app, version: target });
+    await switchTo(layout, state, current, target, 'rollback', services);
+    await appendHistory(layout, {
+      at: new Date().toISOString(),
+      op: 'rollback',
+      from: current,
+      to: target,
+      result: 'ok',
+      durationMs: Date.now() - started,
+    });
+    services.reporter.step(`${config.app} is now on v${target}${current ? ` (was v${current})` : ''}`);
+    return { op: 'rollback', app: config.app, root: config.root, from: current, to: target, durationMs: Date.now() - started };
+  } finally {
+    lock.release();
+  }
+}

@@ -1,0 +1,16 @@
+import type { Config } from '../config/config.ts';
+import { HttpClient } from '../download/http.ts';
+import type { Reporter } from '../report.ts';
+
+/** The side-effecting edges an operation uses, wired in one place. */
+export interface Services {
+  http: HttpClient;
+  reporter: Reporter;
+}
+
+export function createServices(config: Config, reporter: Reporter): Services {
+  return {
+    http: new HttpClient({ caFile: config.source.ca, idleTimeoutMs: config.source.idleTimeoutMs }),
+    reporter,
+  };
+}

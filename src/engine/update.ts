@@ -1,0 +1,351 @@
+import { mkdir, mkdtemp, rename, rm, statfs, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { CutoverError, fsError } from '../errors.ts';
+import { extractRelease } from '../archive/extract.ts';
+import type { Config } from '../config/config.ts';
+import { downloadToFile, fetchJson } from '../download/download.ts';
+import { fsyncDir, syncFilesystem } from '../layout/durable.ts';
+import { layoutOf, releaseDir, type Layout } from '../layout/paths.ts';
+import { listInstalled, removeRelease } from '../layout/releases.ts';
+import { readCurrent, switchCurrent } from '../layout/swap.ts';
+import { checkManifest, readReleaseManifest } from '../release/manifest.ts';
+import { parseReleaseIndex, resolveRelease, type ReleaseEntry, type ReleaseIndex } from '../release/release-index.ts';
+import { acquireLock } from '../state/lock.ts';
+import { appendHistory, readState, writeState, type State } from '../state/state.ts';
+import { expandIdentity } from '../verify/policy.ts';
+import { loadTrustMaterial } from '../verify/trust.ts';
+import { verifyArtifact } from '../verify/verify.ts';
+import { planUpdate, type UpdatePlan } from './plan.ts';
+import { recover } from './recover.ts';
+import type { Services } from './services.ts';
+
+export interface UpdateOptions {
+  version?: string | undefined;
+  dryRun: boolean;
+  allowDowngrade: boolean;
+  signal: AbortSignal;
+}
+
+export interface UpdateResult {
+  op: 'update';
+  dryRun: boolean;
+  app: string;
+  root: string;
+  from: string | null;
+  to: string;
+  action: UpdatePlan['action'];
+  downgrade: boolean;
+  pruned: string[];
+  rollbackTarget: string | null;
+  verified?: { identity: string; issuer: string; trust: string };
+  download?: { bytes: number; sha256: string };
+  extracted?: { files: number; bytes: number };
+  durationMs: number;
+}
+
+const MAX_INDEX_BYTES = 8 << 20;
+const MAX_BUNDLE_BYTES = 1 << 20;
+
+export async function fetchIndex(config: Config, services: Services, signal: AbortSignal): Promise<ReleaseIndex> {
+  services.reporter.step(`Fetching release index ${config.source.index.href}`);
+  const json = await fetchJson(services.http, config.source.index, MAX_INDEX_BYTES, withDeadline(signal, config.source.timeoutMs), 'release index');
+  return parseReleaseIndex(json, config.source.index);
+}
+
+/** `update` and `update --dry-run`: plan, then apply (or only print the plan). */
+export async function runUpdate(config: Config, services: Services, opts: UpdateOptions): Promise<UpdateResult> {
+  const started = Date.now();
+  const layout = layoutOf(config.root);
+  if (opts.dryRun) return dryRun(config, services, opts, layout, started);
+
+  await ensureLayout(layout);
+  const lock = acquireLock(layout.lock, 'update');
+  try {
+    const { state } = await recover(layout, services.reporter);
+    const index = await fetchIndex(config, services, opts.signal);
+    const release = resolveRelease(index, opts.version);
+    const plan = await makePlan(config, layout, state, release, opts.allowDowngrade);
+    const result = baseResult(config, plan, false);
+    if (plan.action === 'noop') {
+      services.reporter.step(`${config.app} v${plan.to} is already current; nothing to do`);
+      await appendHistory(layout, { at: iso(), op: 'update', from: plan.from, to: plan.to, result: 'noop' });
+      return { ...result, durationMs: Date.now() - started };
+    }
+    try {
+      if (plan.action === 'install') {
+        const staged = await stageRelease(config, services, layout, layout.downloads, layout.staging, release, opts.signal);
+        Object.assign(result, staged.facts);
+        opts.signal.throwIfAborted();
+        await installStaged(layout, staged.dir, release.version);
+        state.installed[release.version] = {
+          sha256: release.sha256,
+          installedAt: iso(),
+          identity: staged.facts.verified.identity,
+        };
+      }
+      opts.signal.throwIfAborted();
+      await switchTo(layout, state, plan.from, plan.to, 'update', services);
+      const pruned = await prune(layout, state, plan.prune, services);
+      await appendHistory(layout, {
+        at: iso(),
+        op: 'update',
+        from: plan.from,
+        to: plan.to,
+        result: 'ok',
+        durationMs: Date.now() - started,
+        pruned,
+      });
+      services.reporter.step(`${config.app} is now on v${plan.to}${plan.from ? ` (was v${plan.from}; \`rollback\` returns to it)` : ''}`);
+      return { ...result, pruned, durationMs: Date.now() - started };
+    } catch (e) {
+      await appendHistory(layout, {
+        at: iso(),
+        op: 'update',
+        from: plan.from,
+        to: plan.to,
+        result: 'failed',
+        code: e instanceof CutoverError ? e.code : 'E_INTERNAL',
+        message: (e as Error).message,
+      }).catch(() => {});
+      throw e;
+    } finally {
+      await rm(layout.downloads, { recursive: true, force: true }).catch(() => {});
+      await rm(layout.staging, { recursive: true, force: true }).catch(() => {});
+    }
+  } finally {
+    lock.release();
+  }
+}
+
+async function dryRun(config: Config, services: Services, opts: UpdateOptions, layout: Layout, started: number): Promise<UpdateResult> {
+  const current = await readCurrent(layout);
+  const state = await readState(layout);
+  const index = await fetchIndex(config, services, opts.signal);
+  const release = resolveRelease(index, opts.version);
+  const plan = await makePlan(config, layout, state, release, opts.allowDowngrade, current);
+  const result = baseResult(config, plan, true);
+  if (plan.action === 'noop') {
+    services.reporter.step(`${config.app} v${plan.to} is already current; an update would do nothing`);
+    return { ...result, durationMs: Date.now() - started };
+  }
+  const sandbox = await mkdtemp(path.join(tmpdir(), 'cutover-dry-run-'));
+  try {
+    const staging = path.join(sandbox, 'staging');
+    await mkdir(staging, { mode: 0o700 });
+    const staged = await stageRelease(config, services, layout, sandbox, staging, release, opts.signal, path.join(sandbox, 'tuf'));
+    Object.assign(result, staged.facts);
+  } finally {
+    await rm(sandbox, { recursive: true, force: true });
+  }
+  return { ...result, durationMs: Date.now() - started };
+}
+
+async function makePlan(
+  config: Config,
+  layout: Layout,
+  state: State,
+  release: ReleaseEntry,
+  allowDowngrade: boolean,
+  knownCurrent?: string | null,
+): Promise<UpdatePlan> {
+  const current = knownCurrent !== undefined ? knownCurrent : await readCurrent(layout);
+  return planUpdate({
+    app: config.app,
+    root: config.root,
+    current,
+    previous: state.previous,
+    installed: await listInstalled(layout),
+    release,
+    keep: config.keep,
+    allowDowngrade,
+  });
+}
+
+function baseResult(config: Config, plan: UpdatePlan, dryRun: boolean): UpdateResult {
+  return {
+    op: 'update',
+    dryRun,
+    app: config.app,
+    root: config.root,
+    from: plan.from,
+    to: plan.to,
+    action: plan.action,
+    downgrade: plan.downgrade,
+    pruned: plan.prune,
+    rollbackTarget: plan.rollbackTarget,
+    durationMs: 0,
+  };
+}
+
+interface Staged {
+  dir: string;
+  facts: {
+    verified: { identity: string; issuer: string; trust: string };
+    download: { bytes: number; sha256: string };
+    extracted: { files: number; bytes: number };
+  };
+}
+
+/**
+ * Download, verify, extract and check a release into a fresh private directory under
+ * `stagingParent`. Nothing here touches `current`, releases/ or runtime/.
+ */
+async function stageRelease(
+  config: Config,
+  services: Services,
+  layout: Layout,
+  downloadDir: string,
+  stagingParent: string,
+  release: ReleaseEntry,
+  signal: AbortSignal,
+  tufCache = layout.tufCache,
+): Promise<Staged> {
+  const { reporter } = services;
+  await mkdir(downloadDir, { recursive: true, mode: 0o700 });
+  await mkdir(stagingParent, { recursive: true, mode: 0o700 });
+  await checkFreeSpace(downloadDir, release.size);
+
+  const deadline = withDeadline(signal, config.source.timeoutMs);
+  reporter.step(`Downloading ${config.app} v${release.version} (${formatBytes(release.size)}) from ${release.artifact.host}`);
+  const bundleJson = await fetchJson(services.http, release.bundle, MAX_BUNDLE_BYTES, deadline, 'signature bundle');
+  const archive = path.join(downloadDir, `${config.app}-${release.version}.tar.gz`);
+  const dl = await downloadToFile(services.http, release.artifact, archive, {
+    size: release.size,
+    signal: deadline,
+    onProgress: (done, total) => reporter.progress('download', done, total),
+  });
+  const hex = dl.sha256.toString('hex');
+  if (hex !== release.sha256) {
+    throw new CutoverError('E_DIGEST_MISMATCH', `downloaded v${release.version} has sha256 ${hex}, the index says ${release.sha256}`, {
+      hint: 'the file was tampered with or replaced; do not install it, tell the vendor',
+    });
+  }
+
+  reporter.step('Verifying Sigstore signature');
+  const trust = await loadTrustMaterial({
+    ...(config.trust.trustedRoot !== undefined ? { trustedRootPath: config.trust.trustedRoot } : {}),
+    tufCachePath: tufCache,
+    signal,
+  });
+  if (trust.note) reporter.warn(trust.note);
+  const policy = {
+    identity: expandIdentity(config.trust.identity, release.version),
+    issuer: config.trust.issuer,
+    requireTlog: config.trust.requireTlog,
+    requireTimestamp: config.trust.requireTimestamp,
+  };
+  const verified = verifyArtifact({ digest: dl.sha256, bundle: bundleJson, trust: trust.material, policy });
+  reporter.step(`Signed by ${verified.identity} (issuer ${verified.issuer})`);
+
+  reporter.step('Extracting into staging');
+  const dir = await mkdtemp(path.join(stagingParent, `v${release.version}-`));
+  const extracted = await extractRelease(archive, dir, { signal });
+  await rm(archive, { force: true });
+  const manifest = await readReleaseManifest(dir);
+  checkManifest(manifest, { name: config.app, version: release.version });
+  await linkRuntime(dir);
+  return {
+    dir,
+    facts: {
+      verified: { identity: verified.identity, issuer: verified.issuer, trust: trust.source },
+      download: { bytes: dl.bytes, sha256: hex },
+      extracted: { files: extracted.files, bytes: extracted.bytes },
+    },
+  };
+}
+
+/** A release's own `runtime` entry is replaced by a link to the operator's runtime/. */
+async function linkRuntime(dir: string): Promise<void> {
+  const link = path.join(dir, 'runtime');
+  await rm(link, { recursive: true, force: true });
+  await symlink('../../runtime', link);
+}
+
+/** Make the staged tree durable, then rename it into releases/ as one complete directory. */
+async function installStaged(layout: Layout, staged: string, version: string): Promise<void> {
+  syncFilesystem(staged);
+  const dest = releaseDir(layout, version);
+  try {
+    await rename(staged, dest);
+  } catch (e) {
+    throw fsError('move the staged release to', dest, e);
+  }
+  await fsyncDir(layout.releases);
+}
+
+/** Record the intent, swap `current`, record the result: recovery can always tell which happened. */
+export async function switchTo(
+  layout: Layout,
+  state: State,
+  from: string | null,
+  to: string,
+  op: 'update' | 'rollback',
+  services: Services,
+): Promise<void> {
+  services.reporter.step(`Switching current: ${from ? `v${from}` : '(none)'} -> v${to}`);
+  state.pending = { op, from, to, startedAt: iso(), pid: process.pid };
+  await writeState(layout, state);
+  await switchCurrent(layout, to);
+  state.previous = from;
+  state.pending = null;
+  await writeState(layout, state);
+}
+
+export async function prune(layout: Layout, state: State, versions: string[], services: Services): Promise<string[]> {
+  const done: string[] = [];
+  for (const v of versions) {
+    services.reporter.step(`Removing old release v${v}`);
+    try {
+      await removeRelease(layout, v);
+      delete state.installed[v];
+      done.push(v);
+    } catch (e) {
+      services.reporter.warn(`could not remove v${v}: ${(e as Error).message}`);
+    }
+  }
+  if (done.length) await writeState(layout, state);
+  return done;
+}
+
+export async function ensureLayout(layout: Layout): Promise<void> {
+  try {
+    await mkdir(layout.root, { recursive: true, mode: 0o755 });
+    await mkdir(layout.releases, { recursive: true, mode: 0o755 });
+    await mkdir(layout.runtime, { recursive: true, mode: 0o750 });
+    await mkdir(layout.state, { recursive: true, mode: 0o755 });
+  } catch (e) {
+    throw fsError('create', layout.root, e);
+  }
+}
+
+async function checkFreeSpace(dir: string, need: number): Promise<void> {
+  const st = await statfs(dir).catch(() => null);
+  if (!st) return;
+  const free = st.bavail * st.bsize;
+  if (free < need) {
+    throw new CutoverError('E_NO_SPACE', `${dir} has ${formatBytes(free)} free, the download alone needs ${formatBytes(need)}`, {
+      hint: 'free disk space (`gc` removes old releases) and retry',
+    });
+  }
+}
+
+export function withDeadline(signal: AbortSignal, ms: number): AbortSignal {
+  return AbortSignal.any([signal, AbortSignal.timeout(ms)]);
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i]}`;
+}
+
+function iso(): string {
+  return new Date().toISOString();
+}

@@ -1,0 +1,186 @@
+/**
+ * Loading Sigstore trust material: the one place in verify/ that does I/O.
+ *
+ * Three sources, in order of preference:
+ * - `file`: an operator-supplied trusted_root.json (`trust.trusted_root` in the config);
+ * - `tuf`: the public-good trusted root, fetched and verified through Sigstore's TUF repo;
+ * - `embedded`: the trusted root @sigstore/tuf ships in its seeds.json, used only when TUF
+ *   cannot be reached and the caller allows it. It is as authentic as the installed package,
+ *   but may be older than the live one.
+ */
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { TrustedRoot } from '@sigstore/protobuf-specs';
+import { DEFAULT_MIRROR_URL, getTrustedRoot } from '@sigstore/tuf';
+import { toTrustMaterial } from '@sigstore/verify';
+import type { TrustMaterial } from '@sigstore/verify';
+import { CutoverError, errnoCode } from '../errors.ts';
+
+export type TrustSource = 'file' | 'tuf' | 'embedded';
+
+export interface LoadTrustOptions {
+  /** Operator-supplied trusted_root.json. When set, TUF is not consulted. */
+  trustedRootPath?: string;
+  /** Directory for the TUF metadata cache. */
+  tufCachePath: string;
+  signal?: AbortSignal;
+  /** Use the trusted root embedded in @sigstore/tuf when TUF fails. Default true. */
+  offlineFallback?: boolean;
+  /** TUF mirror; the public-good CDN unless set (tests point it somewhere unreachable). */
+  tufMirrorURL?: string;
+  /** Deadline for the whole TUF refresh, ms. Default 15 s. */
+  deadlineMs?: number;
+}
+
+export interface LoadedTrust {
+  material: TrustMaterial;
+  source: TrustSource;
+  /** The file read, for `source: 'file'`. */
+  path?: string;
+  /** Why a fallback was taken, for `source: 'embedded'`. */
+  note?: string;
+}
+
+const DEFAULT_TUF_DEADLINE_MS = 15_000;
+const TRUSTED_ROOT_TARGET = 'trusted_root.json';
+
+export async function loadTrustMaterial(opts: LoadTrustOptions): Promise<LoadedTrust> {
+  if (opts.trustedRootPath !== undefined) {
+    const root = await readTrustedRootFile(opts.trustedRootPath);
+    return { material: toMaterial(root, opts.trustedRootPath), source: 'file', path: opts.trustedRootPath };
+  }
+
+  let tufFailure: unknown;
+  try {
+    const root = await fetchTufTrustedRoot(opts);
+    return { material: toMaterial(root, 'the TUF trusted root'), source: 'tuf' };
+  } catch (e) {
+    if (opts.signal?.aborted) throw opts.signal.reason;
+    if (e instanceof CutoverError) throw e;
+    tufFailure = e;
+  }
+
+  const reason = tufFailure instanceof Error ? tufFailure.message : String(tufFailure);
+  if (opts.offlineFallback === false) {
+    throw new CutoverError('E_SIG_TRUST_ROOT', `cannot fetch the Sigstore trusted root through TUF: ${reason}`, {
+      hint: 'check network access to tuf-repo-cdn.sigstore.dev, or set trust.trusted_root to a trusted_root.json file',
+      cause: tufFailure,
+    });
+  }
+  const embedded = await readEmbeddedTrustedRoot();
+  return {
+    material: toMaterial(embedded.root, embedded.where),
+    source: 'embedded',
+    note: `TUF refresh failed (${reason}); using the trusted root embedded in ${embedded.where}`,
+  };
+}
+
+/** Parse trusted_root.json text into the protobuf type. `where` names the source in errors. */
+export function parseTrustedRoot(text: string, where: string): TrustedRoot {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw badRoot(`${where} is not valid JSON: ${(e as Error).message}`, e);
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw badRoot(`${where} is not a JSON object`);
+  }
+  let root: TrustedRoot;
+  try {
+    root = TrustedRoot.fromJSON(json);
+  } catch (e) {
+    throw badRoot(`${where} is not a Sigstore trusted root: ${(e as Error).message}`, e);
+  }
+  if (root.certificateAuthorities.length === 0) {
+    throw badRoot(`${where} lists no certificate authorities`);
+  }
+  return root;
+}
+
+async function readTrustedRootFile(file: string): Promise<TrustedRoot> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    const errno = errnoCode(e);
+    throw new CutoverError('E_SIG_TRUST_ROOT', `cannot read trusted root ${file}: ${(e as Error).message}`, {
+      hint:
+        errno === 'ENOENT'
+          ? 'fix trust.trusted_root in the config, or remove it to use the public-good root via TUF'
+          : 'check the file permissions, or remove trust.trusted_root to use the public-good root via TUF',
+      cause: e,
+    });
+  }
+  return parseTrustedRoot(text, file);
+}
+
+async function fetchTufTrustedRoot(opts: LoadTrustOptions): Promise<TrustedRoot> {
+  const deadlineMs = opts.deadlineMs ?? DEFAULT_TUF_DEADLINE_MS;
+  const deadline = AbortSignal.timeout(deadlineMs);
+  const signal = opts.signal ? AbortSignal.any([opts.signal, deadline]) : deadline;
+  signal.throwIfAborted();
+
+  // tuf-js takes no AbortSignal: race it. A losing refresh finishes (or fails) in the
+  // background and at worst leaves a fresher cache behind.
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () =>
+      reject(
+        deadline.aborted && !opts.signal?.aborted
+          ? new Error(`TUF refresh did not finish within ${deadlineMs} ms`)
+          : signal.reason,
+      );
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([
+      getTrustedRoot({
+        cachePath: opts.tufCachePath,
+        mirrorURL: opts.tufMirrorURL ?? DEFAULT_MIRROR_URL,
+        timeout: deadlineMs,
+        retry: false,
+      }),
+      aborted,
+    ]);
+  } finally {
+    if (onAbort) signal.removeEventListener('abort', onAbort);
+  }
+}
+
+interface Seeds {
+  [mirror: string]: { targets?: Record<string, string> } | undefined;
+}
+
+async function readEmbeddedTrustedRoot(): Promise<{ root: TrustedRoot; where: string }> {
+  const require = createRequire(import.meta.url);
+  let where = '@sigstore/tuf';
+  try {
+    const pkgFile = require.resolve('@sigstore/tuf/package.json');
+    const pkg = JSON.parse(await readFile(pkgFile, 'utf8')) as { version?: string };
+    where = `@sigstore/tuf@${pkg.version ?? '?'}`;
+    const seeds = JSON.parse(await readFile(require.resolve('@sigstore/tuf/seeds.json'), 'utf8')) as Seeds;
+    const encoded = seeds[DEFAULT_MIRROR_URL]?.targets?.[TRUSTED_ROOT_TARGET];
+    if (encoded === undefined) throw new Error(`seeds.json has no ${TRUSTED_ROOT_TARGET} for ${DEFAULT_MIRROR_URL}`);
+    const root = parseTrustedRoot(Buffer.from(encoded, 'base64').toString('utf8'), `${where} seeds.json`);
+    return { root, where };
+  } catch (e) {
+    if (e instanceof CutoverError) throw e;
+    throw badRoot(`cannot read the trusted root embedded in ${where}: ${(e as Error).message}`, e);
+  }
+}
+
+function toMaterial(root: TrustedRoot, where: string): TrustMaterial {
+  try {
+    return toTrustMaterial(root);
+  } catch (e) {
+    throw badRoot(`${where} holds an unusable key or certificate: ${(e as Error).message}`, e);
+  }
+}
+
+function badRoot(message: string, cause?: unknown): CutoverError {
+  return new CutoverError('E_SIG_TRUST_ROOT', message, {
+    hint: 'point trust.trusted_root at a valid trusted_root.json (as published by Sigstore), or remove it to use the public-good root via TUF',
+    cause,
+  });
+}
