@@ -60,7 +60,7 @@ export async function loadTrustMaterial(opts: LoadTrustOptions): Promise<LoadedT
     tufFailure = e;
   }
 
-  const reason = tufFailure instanceof Error ? tufFailure.message : String(tufFailure);
+  const reason = causeChain(tufFailure);
   if (opts.offlineFallback === false) {
     throw new CutoverError('E_SIG_TRUST_ROOT', `cannot fetch the Sigstore trusted root through TUF: ${reason}`, {
       hint: 'check network access to tuf-repo-cdn.sigstore.dev, or set trust.trusted_root to a trusted_root.json file',
@@ -176,6 +176,17 @@ function toMaterial(root: TrustedRoot, where: string): TrustMaterial {
   } catch (e) {
     throw badRoot(`${where} holds an unusable key or certificate: ${(e as Error).message}`, e);
   }
+}
+
+/** "error refreshing TUF metadata: fetch failed: getaddrinfo ENOTFOUND ..." */
+function causeChain(e: unknown): string {
+  const parts: string[] = [];
+  for (let cur = e, depth = 0; cur !== undefined && cur !== null && depth < 5; depth++) {
+    const message = cur instanceof Error ? cur.message : String(cur);
+    if (message && parts.at(-1) !== message) parts.push(message);
+    cur = cur instanceof Error ? cur.cause : undefined;
+  }
+  return parts.join(': ');
 }
 
 function badRoot(message: string, cause?: unknown): CutoverError {

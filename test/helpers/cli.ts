@@ -65,3 +65,12 @@ export function snapshotTree(dir: string, opts: { skip?: string[] } = {}): strin
   walk(dir, '');
   return out;
 }
+
+/** Entries of a directory; an absent directory counts as empty. */
+export function entriesOf(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}

@@ -36,6 +36,11 @@ export interface SignOptions {
   tlog?: boolean;
   /** Get an RFC 3161 timestamp. Default true. */
   timestamp?: boolean;
+  /**
+   * Sign some other digest than the one the bundle names (the mock log and TSA do not check),
+   * giving a well-formed, logged, timestamped bundle whose signature does not verify.
+   */
+  badSignature?: boolean;
 }
 
 export interface MockSigstore {
@@ -160,15 +165,17 @@ export async function startSigstore(): Promise<MockSigstore> {
 
   async function sign(artifact: Buffer | string, opts: SignOptions): Promise<Record<string, unknown>> {
     const identityProvider = { getToken: async () => identityToken(opts) };
-    if (Buffer.isBuffer(artifact)) {
+    if (Buffer.isBuffer(artifact) && !opts.badSignature) {
       const builder = new MessageSignatureBundleBuilder({
         signer: new FulcioSigner({ fulcioBaseURL: url, identityProvider, retry: false }),
         witnesses: witnesses(opts),
       });
       return bundleToJSON(await builder.create({ data: artifact })) as Record<string, unknown>;
     }
-    const digest = await sha256File(artifact);
-    const keyHolder = new PrehashKeyHolder(digest);
+    const digest = Buffer.isBuffer(artifact)
+      ? createHash('sha256').update(artifact).digest()
+      : await sha256File(artifact);
+    const keyHolder = new PrehashKeyHolder(digest, opts.badSignature ?? false);
     const builder = new DigestBundleBuilder(digest, {
       signer: new FulcioSigner({ fulcioBaseURL: url, identityProvider, keyHolder, retry: false }),
       witnesses: witnesses(opts),
@@ -215,18 +222,21 @@ export function identityToken(opts: { identity: string; issuer: string }): strin
 /**
  * Ephemeral P-256 key that signs one known digest as a prehashed message (ECDSA over the
  * digest itself, which is exactly what signing the file with SHA-256 yields) and anything
- * else (Fulcio's proof of possession) the ordinary way.
+ * else (Fulcio's proof of possession) the ordinary way. With `signOther` it signs a different
+ * digest instead, for bundles whose signature must not verify.
  */
 class PrehashKeyHolder implements Signer {
   readonly #privateKey: KeyObject;
   readonly #publicKeyPem: string;
   readonly #digest: Buffer;
+  readonly #signOther: boolean;
 
-  constructor(digest: Buffer) {
+  constructor(digest: Buffer, signOther: boolean) {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     this.#privateKey = privateKey;
     this.#publicKeyPem = publicKey.export({ format: 'pem', type: 'spki' }).toString();
     this.#digest = digest;
+    this.#signOther = signOther;
   }
 
   async sign(data: Buffer): Promise<Signature> {
@@ -234,7 +244,8 @@ class PrehashKeyHolder implements Signer {
     if (data === this.#digest) {
       const d = this.#privateKey.export({ format: 'jwk' }).d;
       if (d === undefined) throw new Error('ephemeral key has no private scalar');
-      signature = Buffer.from(p256.sign(data, Buffer.from(d, 'base64url'), { prehash: false, format: 'der' }));
+      const message = this.#signOther ? createHash('sha256').update(data).digest() : data;
+      signature = Buffer.from(p256.sign(message, Buffer.from(d, 'base64url'), { prehash: false, format: 'der' }));
     } else {
       signature = nodeSign('sha256', data, this.#privateKey);
     }

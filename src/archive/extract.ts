@@ -1,0 +1,635 @@
+/**
+ * Unpack a release tarball (`.tar.gz`) into an empty private staging directory.
+ *
+ * The archive has passed signature verification, but every entry is still treated as hostile:
+ * each header is checked before anything is written, and anything unusual stops the whole
+ * extraction. One streaming pass: file → zlib gunzip (off the main thread) → node-tar's
+ * `Parser` (headers, pax, GNU long names; `strict`, every warning is fatal) → our own writer.
+ *
+ * We use node-tar's parser but not its `Unpack`: its safety net strips and warns where we
+ * must refuse, it chowns to the archive's owner when run as root, and after an abort it has
+ * no way to tell when its in-flight writes are done. Our writer knows the staging directory
+ * was empty and private, so it keeps the whole tree in memory and never has to ask the disk:
+ * a path that would pass through a symlink or a file is refused from that map, and every
+ * create is O_EXCL|O_NOFOLLOW (mkdir never follows) as a second line of defence. Writes are
+ * synchronous per decompressed chunk, so when the promise settles nothing is in flight.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { Parser, type ReadEntry } from 'tar';
+import { CutoverError, errnoCode, fsError } from '../errors.ts';
+import { resolveLimits, type ExtractLimits } from './limits.ts';
+
+export interface ExtractOptions {
+  limits?: Partial<ExtractLimits>;
+  signal?: AbortSignal;
+}
+
+export interface ExtractResult {
+  /** Archive entries of any type (not counting pax/GNU meta headers). */
+  entries: number;
+  /** Regular files written. */
+  files: number;
+  /** Bytes of regular-file content written. */
+  bytes: number;
+  /** The single top-level directory that was stripped, or null. */
+  stripped: string | null;
+}
+
+const READ_CHUNK = 1024 * 1024;
+const INFLATE_CHUNK = 256 * 1024;
+/** GNU tar pads to a 10 KiB record; anything much beyond the end marker is not a tarball. */
+const MAX_TRAILING_BYTES = 1024 * 1024;
+/** pax/GNU headers (x, g, L, K) that may precede one real entry. */
+const MAX_META_RUN = 8;
+/** Symlink expansions while checking where a link finally points (like the kernel's 40). */
+const MAX_LINK_HOPS = 40;
+const MANIFEST = 'release.json';
+
+const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
+const CREATE_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
+
+const HINT_PATHS = 'do not install this archive; release entries must be relative paths inside the release root — tell the vendor';
+const HINT_OWNER = 'rebuild the archive with `tar --owner=0 --group=0 --numeric-owner`';
+const HINT_MODE = 'rebuild the archive without setuid/setgid/sticky bits or group/world-writable modes (e.g. `chmod -R go-w,-s,-t` first)';
+const HINT_TYPE = 'release archives may contain only regular files, directories and symlinks; rebuild it without hardlinks or special files (e.g. `tar --hard-dereference`)';
+const HINT_LINK = 'symlinks in a release must be relative and stay inside the release; rebuild the archive without that link';
+const HINT_CORRUPT = 'download the release again; if it keeps failing, the published archive is damaged — tell the vendor';
+const HINT_LIMIT = 'check that this is the right artifact; a release this large is refused to protect the disk';
+
+type Kind = 'file' | 'dir' | 'symlink';
+
+interface Node {
+  kind: Kind;
+  /** Permission bits to apply (files at close, directories at the end). */
+  mode: number;
+  mtime: Date | undefined;
+  atime: Date | undefined;
+  /** Symlink target. */
+  target: string | undefined;
+}
+
+/** What the header check decided for one entry, consumed when the entry's body arrives. */
+interface Planned {
+  rel: string;
+  segs: string[];
+  node: Node;
+  /** An earlier entry of the same type had this path: remove it first (last one wins, like tar). */
+  replace: boolean;
+}
+
+const q = (p: string): string => JSON.stringify(p);
+
+function unsafe(entry: string, problem: string, hint: string): CutoverError {
+  return new CutoverError('E_ARCHIVE_UNSAFE', `archive entry ${q(entry)} ${problem}`, { hint, details: { entry } });
+}
+
+function limit(entry: string | undefined, problem: string, details: Record<string, unknown>): CutoverError {
+  const msg = entry === undefined ? `archive ${problem}` : `archive entry ${q(entry)} ${problem}`;
+  return new CutoverError('E_ARCHIVE_LIMIT', msg, { hint: HINT_LIMIT, details: { entry, ...details } });
+}
+
+function corrupt(problem: string, cause?: unknown, entry?: string): CutoverError {
+  return new CutoverError('E_ARCHIVE_CORRUPT', problem, {
+    hint: HINT_CORRUPT,
+    ...(cause === undefined ? {} : { cause }),
+    ...(entry === undefined ? {} : { details: { entry } }),
+  });
+}
+
+/** Case- and Unicode-folded form, so a case-insensitive filesystem cannot alias a symlink. */
+const fold = (p: string): string => p.normalize('NFD').toLowerCase().toUpperCase();
+
+/**
+ * Extract `archivePath` (.tar.gz) into `destDir`, which must exist, be empty and be private to
+ * the caller. Resolves with counts; rejects with E_ARCHIVE_UNSAFE / E_ARCHIVE_CORRUPT /
+ * E_ARCHIVE_LIMIT / E_NO_SPACE / E_FS, or with `signal.reason` when aborted. On rejection,
+ * destDir holds a partial tree that the caller must remove; no write is in flight by then.
+ * If every entry lives under one top-level directory that holds release.json, that directory
+ * is stripped (its contents end up directly in destDir) and its name is returned as `stripped`.
+ */
+export async function extractRelease(
+  archivePath: string,
+  destDir: string,
+  opts: ExtractOptions = {},
+): Promise<ExtractResult> {
+  const limits = resolveLimits(opts.limits);
+  const { signal } = opts;
+  signal?.throwIfAborted();
+  const root = path.resolve(destDir);
+  await checkStaging(root);
+
+  const x = new Extraction(root, limits);
+  try {
+    await pipeline(
+      fs.createReadStream(archivePath, { highWaterMark: READ_CHUNK }),
+      createGunzip({ chunkSize: INFLATE_CHUNK }),
+      async (source: AsyncIterable<Buffer>) => {
+        for await (const chunk of source) x.write(chunk);
+      },
+      signal ? { signal } : {},
+    );
+    x.end();
+  } catch (e) {
+    throw x.explain(e, archivePath, signal);
+  } finally {
+    x.closeOpenFile();
+  }
+  return x.finish();
+}
+
+async function checkStaging(root: string): Promise<void> {
+  let names: string[];
+  try {
+    const st = await fs.promises.lstat(root);
+    if (!st.isDirectory()) {
+      throw new CutoverError('E_FS', `extraction target ${root} is not a directory`, {
+        hint: 'extract into a fresh empty directory (mkdtemp)',
+      });
+    }
+    names = await fs.promises.readdir(root);
+  } catch (e) {
+    if (e instanceof CutoverError) throw e;
+    throw fsError('open staging directory', root, e);
+  }
+  if (names.length > 0) {
+    throw new CutoverError('E_FS', `extraction target ${root} is not empty`, {
+      hint: 'extract into a fresh empty directory (mkdtemp)',
+    });
+  }
+}
+
+class Extraction {
+  readonly root: string;
+  readonly limits: ExtractLimits;
+  readonly parser: Parser;
+
+  /** Every path the archive has produced so far (raw archive-relative, normalised). */
+  readonly tree = new Map<string, Node>();
+  /** Directories that exist on disk. */
+  readonly made = new Set<string>();
+  /** Folded paths of symlinks, for the case-insensitive-filesystem check. */
+  readonly linkFolds = new Set<string>();
+  readonly planned = new WeakMap<ReadEntry, Planned>();
+
+  failure: CutoverError | undefined;
+  entries = 0;
+  files = 0;
+  bytes = 0;
+  /** First path segment shared by all entries so far; null once two differ. */
+  top: string | null | undefined = undefined;
+
+  sawNullBlock = false;
+  sawEof = false;
+  trailing = 0;
+  metaRun = 0;
+  sniffed = false;
+
+  openFd: number | undefined;
+  openRel = '';
+  openBytes = 0;
+  openNode: Node | undefined;
+
+  constructor(root: string, limits: ExtractLimits) {
+    this.root = root;
+    this.limits = limits;
+    this.parser = new Parser({
+      strict: true,
+      brotli: false,
+      zstd: false,
+      filter: (_p, entry) => this.check(entry as ReadEntry),
+      onReadEntry: (entry) => this.onEntry(entry),
+      onwarn: (code, message) => this.fail(corrupt(`archive is damaged: ${code}: ${message}`)),
+    });
+    this.parser.on('error', (e: Error & { tarCode?: string; entry?: ReadEntry; header?: { path?: string } }) => {
+      const where = e.entry?.path ?? e.header?.path;
+      this.fail(corrupt(`archive is damaged${where ? ` at entry ${q(where)}` : ''}: ${e.message}`, e, where));
+    });
+    // node-tar skips, silently, entry types it does not know and oversized pax headers.
+    this.parser.on('ignoredEntry', (entry: ReadEntry) => {
+      if (entry.meta) {
+        this.fail(corrupt(`archive has a ${String(entry.type)} header larger than 1 MiB before ${q(entry.path)}`));
+      } else {
+        this.fail(unsafe(entry.path, `has unsupported type ${q(String(entry.type))}`, HINT_TYPE));
+      }
+    });
+    this.parser.on('meta', () => {
+      if (this.sawNullBlock) this.fail(corrupt('archive has entries after a zero block'));
+      if (++this.metaRun > MAX_META_RUN) this.fail(corrupt(`archive has more than ${MAX_META_RUN} extended headers in a row`));
+    });
+    this.parser.on('nullBlock', () => {
+      this.sawNullBlock = true;
+    });
+    this.parser.on('eof', () => {
+      this.sawEof = true;
+    });
+  }
+
+  fail(err: CutoverError): void {
+    if (this.failure) return;
+    this.failure = err;
+    // A plain Error: the parser decorates what it is given and re-emits it as 'error'.
+    this.parser.abort(new Error('extraction stopped'));
+  }
+
+  /** Feed one decompressed chunk. Throws the first failure, so the pipeline stops reading. */
+  write(chunk: Buffer): void {
+    if (this.failure) throw this.failure;
+    if (this.sawEof) {
+      this.trailing += chunk.length;
+      if (this.trailing > MAX_TRAILING_BYTES) {
+        throw (this.failure = corrupt(`archive has more than ${MAX_TRAILING_BYTES} bytes after its end-of-archive marker`));
+      }
+      return;
+    }
+    if (!this.sniffed && chunk.length > 0) {
+      this.sniffed = true;
+      // The parser would transparently gunzip a second layer; a release is compressed once.
+      if (chunk[0] === 0x1f && (chunk.length < 2 || chunk[1] === 0x8b)) {
+        throw (this.failure = corrupt('archive is compressed twice (gzip inside gzip)'));
+      }
+    }
+    this.parser.write(chunk);
+    if (this.failure) throw this.failure;
+  }
+
+  /** The decompressed stream ended. */
+  end(): void {
+    if (this.failure) throw this.failure;
+    if (!this.sawEof) {
+      const inside = this.openFd !== undefined ? ` inside entry ${q(this.openRel)}` : '';
+      throw (this.failure = corrupt(`archive is truncated${inside}: no end-of-archive marker`, undefined, this.openRel || undefined));
+    }
+  }
+
+  explain(e: unknown, archivePath: string, signal: AbortSignal | undefined): unknown {
+    if (this.failure) return this.failure;
+    if (signal?.aborted) return signal.reason;
+    if (e instanceof CutoverError) return e;
+    const code = errnoCode(e);
+    if (code?.startsWith('Z_') || code === 'ERR_ZLIB_INITIALIZATION_FAILED') {
+      const msg = e instanceof Error ? e.message : String(e);
+      const what = code === 'Z_BUF_ERROR' ? 'is truncated' : 'is not a valid gzip stream';
+      return corrupt(`archive ${archivePath} ${what} (${msg})`, e);
+    }
+    if (code !== undefined && !code.startsWith('ERR_')) return fsError('read', archivePath, e);
+    return e;
+  }
+
+  // ---- header check: runs for every non-meta entry before its body is read ----
+
+  check(entry: ReadEntry): boolean {
+    if (this.failure) return false;
+    try {
+      const plan = this.plan(entry);
+      if (plan) this.planned.set(entry, plan);
+      return true;
+    } catch (e) {
+      this.fail(e instanceof CutoverError ? e : corrupt(`cannot read archive entry ${q(entry.path)}`, e, entry.path));
+      return false;
+    }
+  }
+
+  /** Validate one header against the limits and the tree so far. Null: the root entry itself. */
+  plan(entry: ReadEntry): Planned | null {
+    const { limits } = this;
+    const raw = entry.path;
+    this.metaRun = 0;
+    if (this.sawNullBlock) throw corrupt(`archive has entry ${q(raw)} after a zero block`, undefined, raw);
+    if (++this.entries > limits.maxEntries) {
+      throw limit(undefined, `has more than ${limits.maxEntries} entries`, { maxEntries: limits.maxEntries });
+    }
+    if (Buffer.byteLength(raw) > limits.maxPathBytes) {
+      throw limit(raw, `has a path longer than ${limits.maxPathBytes} bytes`, { maxPathBytes: limits.maxPathBytes });
+    }
+    if (raw.includes('\0')) throw unsafe(raw, 'has a NUL byte in its path', HINT_PATHS);
+    if (raw.includes('\\')) throw unsafe(raw, 'has a backslash in its path', HINT_PATHS);
+    if (raw.startsWith('/')) throw unsafe(raw, 'has an absolute path', HINT_PATHS);
+    const segs = raw.split('/').filter((s) => s !== '' && s !== '.');
+    if (segs.includes('..')) throw unsafe(raw, 'has a ".." path segment', HINT_PATHS);
+    if (segs.length > limits.maxDepth) {
+      throw limit(raw, `is nested deeper than ${limits.maxDepth} directories`, { maxDepth: limits.maxDepth });
+    }
+
+    const kind = kindOf(entry);
+    if (kind === undefined) {
+      const what = entry.type === 'Link' ? 'is a hardlink' : `has unsupported type ${entry.type}`;
+      throw unsafe(raw, what, HINT_TYPE);
+    }
+    if (entry.uid !== 0 || entry.gid !== 0) {
+      throw unsafe(raw, `is owned by uid ${String(entry.uid)} gid ${String(entry.gid)}, not 0/0`, HINT_OWNER);
+    }
+    const size = entry.size;
+    if (kind !== 'file' && size !== 0) throw corrupt(`archive entry ${q(raw)} is a ${kind} with a body`, undefined, raw);
+
+    if (segs.length === 0) {
+      // `./` from `tar -C dir .`: the release root itself. Its mode is never applied.
+      if (kind !== 'dir') throw unsafe(raw, 'would replace the release root', HINT_PATHS);
+      return null;
+    }
+
+    let mode = 0;
+    if (kind !== 'symlink') {
+      if (typeof entry.mode !== 'number') throw corrupt(`archive entry ${q(raw)} has no valid mode`, undefined, raw);
+      if (entry.mode & 0o7000) {
+        throw unsafe(raw, `has setuid/setgid/sticky mode ${octal(entry.mode)}`, HINT_MODE);
+      }
+      if (entry.mode & 0o022) throw unsafe(raw, `is group- or world-writable (mode ${octal(entry.mode)})`, HINT_MODE);
+      mode = kind === 'dir' ? (entry.mode & 0o755) | 0o700 : entry.mode & 0o755;
+    }
+
+    if (kind === 'file') {
+      if (size > limits.maxFileBytes) {
+        throw limit(raw, `is ${size} bytes, over the ${limits.maxFileBytes}-byte limit per file`, {
+          maxFileBytes: limits.maxFileBytes,
+        });
+      }
+      if (this.bytes + size > limits.maxTotalBytes) {
+        throw limit(raw, `takes the archive over ${limits.maxTotalBytes} unpacked bytes`, {
+          maxTotalBytes: limits.maxTotalBytes,
+        });
+      }
+    }
+
+    const rel = segs.join('/');
+    let target: string | undefined;
+    if (kind === 'symlink') target = this.checkLinkTarget(raw, rel, entry.linkpath ?? '');
+
+    this.checkParents(raw, segs);
+
+    const first = segs[0] as string;
+    if (this.top === undefined) this.top = first;
+    else if (this.top !== first) this.top = null;
+
+    const existing = this.tree.get(rel);
+    if (existing && existing.kind !== kind) {
+      throw unsafe(raw, `is a ${kind} but an earlier entry made the same path a ${existing.kind}`, HINT_PATHS);
+    }
+    if (this.linkFolds.size > 0 && !existing && this.linkFolds.has(fold(rel))) {
+      throw unsafe(raw, 'differs only in case from an earlier symlink', HINT_PATHS);
+    }
+    const node: Node = { kind, mode, mtime: entry.mtime, atime: entry.atime, target };
+    this.tree.set(rel, node);
+    if (kind === 'symlink') this.linkFolds.add(fold(rel));
+    return { rel, segs, node, replace: existing !== undefined && kind !== 'dir' };
+  }
+
+  /** Lexical check: the target, taken relative to the link's directory, stays inside the archive root. */
+  checkLinkTarget(raw: string, rel: string, target: string): string {
+    const { maxPathBytes } = this.limits;
+    if (target === '') throw corrupt(`archive entry ${q(raw)} is a symlink with an empty target`, undefined, raw);
+    if (Buffer.byteLength(target) > maxPathBytes) {
+      throw limit(raw, `has a symlink target longer than ${maxPathBytes} bytes`, { maxPathBytes });
+    }
+    if (target.includes('\0') || target.includes('\\')) {
+      throw unsafe(raw, `is a symlink with a NUL or backslash in its target ${q(target)}`, HINT_LINK);
+    }
+    if (target.startsWith('/')) throw unsafe(raw, `is a symlink to the absolute path ${q(target)}`, HINT_LINK);
+    const resolved = path.posix.normalize(path.posix.join(path.posix.dirname(rel), target));
+    if (resolved === '..' || resolved.startsWith('../')) {
+      throw unsafe(raw, `is a symlink to ${q(target)}, outside the release`, HINT_LINK);
+    }
+    return target;
+  }
+
+  /** Every proper prefix must be (or become) a directory: never a symlink, never a file. */
+  checkParents(raw: string, segs: string[]): void {
+    const n = segs.length - 1;
+    if (n === 0) return;
+    const parentKey = segs.slice(0, n).join('/');
+    if (this.tree.get(parentKey)?.kind === 'dir' && this.linkFolds.size === 0) return;
+    let key = '';
+    for (let i = 0; i < n; i++) {
+      key = i === 0 ? (segs[0] as string) : `${key}/${segs[i] as string}`;
+      const node = this.tree.get(key);
+      if (node?.kind === 'symlink') throw unsafe(raw, `would be written through the symlink ${q(key)}`, HINT_LINK);
+      if (node?.kind === 'file') throw unsafe(raw, `would be written below the file ${q(key)}`, HINT_PATHS);
+      if (!node && this.linkFolds.size > 0 && this.linkFolds.has(fold(key))) {
+        throw unsafe(raw, `would be written through the symlink ${q(key)} (case-folded)`, HINT_LINK);
+      }
+      if (!node) this.tree.set(key, { kind: 'dir', mode: 0o755, mtime: undefined, atime: undefined, target: undefined });
+    }
+  }
+
+  // ---- writing: runs in archive order, synchronously, after the header check passed ----
+
+  onEntry(entry: ReadEntry): void {
+    const plan = this.planned.get(entry);
+    if (this.failure || !plan) {
+      entry.resume();
+      return;
+    }
+    this.planned.delete(entry);
+    try {
+      this.makeParents(plan.segs);
+      const abs = this.abs(plan.rel);
+      if (plan.replace) fs.unlinkSync(abs);
+      switch (plan.node.kind) {
+        case 'dir':
+          this.makeDir(plan.rel);
+          entry.resume();
+          return;
+        case 'symlink':
+          fs.symlinkSync(plan.node.target as string, abs);
+          if (plan.node.mtime) fs.lutimesSync(abs, plan.node.atime ?? plan.node.mtime, plan.node.mtime);
+          entry.resume();
+          return;
+        case 'file':
+          this.openFile(entry, plan, abs);
+          return;
+      }
+    } catch (e) {
+      this.fail(this.writeError(e, plan.rel));
+      entry.resume();
+    }
+  }
+
+  openFile(entry: ReadEntry, plan: Planned, abs: string): void {
+    this.openFd = fs.openSync(abs, CREATE_FLAGS, 0o600);
+    this.openRel = plan.rel;
+    this.openBytes = 0;
+    this.openNode = plan.node;
+    this.files++;
+    // 'end' first: adding a 'data' listener resumes the entry, which may end at once.
+    entry.on('end', () => this.onFileEnd());
+    entry.on('data', (chunk: Buffer) => this.onData(chunk));
+  }
+
+  onData(chunk: Buffer): void {
+    const fd = this.openFd;
+    if (this.failure || fd === undefined) return;
+    const { maxFileBytes, maxTotalBytes } = this.limits;
+    this.openBytes += chunk.length;
+    this.bytes += chunk.length;
+    if (this.openBytes > maxFileBytes) {
+      this.fail(limit(this.openRel, `is over the ${maxFileBytes}-byte limit per file`, { maxFileBytes }));
+      return;
+    }
+    if (this.bytes > maxTotalBytes) {
+      this.fail(limit(this.openRel, `takes the archive over ${maxTotalBytes} unpacked bytes`, { maxTotalBytes }));
+      return;
+    }
+    try {
+      for (let off = 0; off < chunk.length; ) off += fs.writeSync(fd, chunk, off, chunk.length - off);
+    } catch (e) {
+      this.fail(this.writeError(e, this.openRel));
+    }
+  }
+
+  onFileEnd(): void {
+    const fd = this.openFd;
+    const node = this.openNode;
+    if (fd === undefined || !node) return;
+    if (this.failure) {
+      this.closeOpenFile();
+      return;
+    }
+    try {
+      fs.fchmodSync(fd, node.mode);
+      if (node.mtime) fs.futimesSync(fd, node.atime ?? node.mtime, node.mtime);
+      this.openFd = undefined;
+      fs.closeSync(fd);
+    } catch (e) {
+      this.fail(this.writeError(e, this.openRel));
+      this.closeOpenFile();
+    }
+  }
+
+  closeOpenFile(): void {
+    const fd = this.openFd;
+    this.openFd = undefined;
+    if (fd === undefined) return;
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // Already failing; the descriptor is gone either way.
+    }
+  }
+
+  makeParents(segs: string[]): void {
+    let key = '';
+    for (let i = 0; i < segs.length - 1; i++) {
+      key = i === 0 ? (segs[0] as string) : `${key}/${segs[i] as string}`;
+      this.makeDir(key);
+    }
+  }
+
+  makeDir(rel: string): void {
+    if (this.made.has(rel)) return;
+    // Private while we fill it; the archive's mode is applied in finish().
+    fs.mkdirSync(this.abs(rel), 0o700);
+    this.made.add(rel);
+  }
+
+  abs(rel: string): string {
+    return `${this.root}/${rel}`;
+  }
+
+  writeError(e: unknown, rel: string): CutoverError {
+    if (e instanceof CutoverError) return e;
+    const code = errnoCode(e);
+    if (code === 'EEXIST' || code === 'ELOOP' || code === 'ENOTDIR') {
+      // The tree map says this cannot happen in an empty private directory: something aliases.
+      return unsafe(rel, `collides with an existing path on disk (${code})`, HINT_PATHS);
+    }
+    return fsError('write', this.abs(rel), e);
+  }
+
+  // ---- after the last entry ----
+
+  finish(): ExtractResult {
+    const stripped = this.stripCandidate();
+    const rootDepth = stripped === null ? 0 : 1;
+    this.checkLinks(rootDepth);
+    try {
+      if (stripped !== null) this.stripTop(stripped);
+      this.applyDirMetadata(rootDepth);
+    } catch (e) {
+      throw e instanceof CutoverError ? e : fsError('finish unpacking into', this.root, e);
+    }
+    return { entries: this.entries, files: this.files, bytes: this.bytes, stripped };
+  }
+
+  /** One top-level directory holding release.json, and nothing beside it. */
+  stripCandidate(): string | null {
+    const top = this.top;
+    if (typeof top !== 'string') return null;
+    if (this.tree.get(top)?.kind !== 'dir') return null;
+    if (this.tree.get(`${top}/${MANIFEST}`)?.kind !== 'file') return null;
+    return top;
+  }
+
+  /**
+   * Follow every symlink through the final tree (after stripping) the way the kernel would,
+   * expanding links met on the way, and refuse any that can leave the release root: the
+   * lexical check per entry cannot see chains like `d/up -> ..` plus `x -> d/up/..`.
+   */
+  checkLinks(rootDepth: number): void {
+    const links = new Map<string, string>();
+    for (const [rel, node] of this.tree) if (node.kind === 'symlink') links.set(rel, node.target as string);
+    for (const [rel, target] of links) {
+      const stack = rel.split('/');
+      stack.pop();
+      let todo = target.split('/');
+      let hops = 0;
+      while (todo.length > 0) {
+        const seg = todo.shift() as string;
+        if (seg === '' || seg === '.') continue;
+        if (seg === '..') {
+          if (stack.length <= rootDepth) {
+            throw unsafe(rel, `is a symlink to ${q(target)}, which leads outside the release`, HINT_LINK);
+          }
+          stack.pop();
+          continue;
+        }
+        stack.push(seg);
+        const next = links.get(stack.join('/'));
+        if (next === undefined) continue;
+        if (++hops > MAX_LINK_HOPS) throw unsafe(rel, `is a symlink to ${q(target)} in a symlink loop`, HINT_LINK);
+        stack.pop();
+        todo = next.split('/').concat(todo);
+      }
+    }
+  }
+
+  /** Move top/* up into root with renames: top → unique temp name, children up, remove temp. */
+  stripTop(top: string): void {
+    let tmp: string;
+    do tmp = `.cutover-strip-${randomBytes(6).toString('hex')}`;
+    while (this.tree.has(`${top}/${tmp}`));
+    const tmpAbs = this.abs(tmp);
+    fs.renameSync(this.abs(top), tmpAbs);
+    for (const name of fs.readdirSync(tmpAbs)) fs.renameSync(`${tmpAbs}/${name}`, this.abs(name));
+    fs.rmdirSync(tmpAbs);
+  }
+
+  /** Directory modes and mtimes last: creating their contents would have changed them. */
+  applyDirMetadata(rootDepth: number): void {
+    for (const [rel, node] of this.tree) {
+      if (node.kind !== 'dir') continue;
+      const final = rootDepth === 0 ? rel : rel.split('/').slice(rootDepth).join('/');
+      if (final === '') continue;
+      const abs = this.abs(final);
+      fs.chmodSync(abs, node.mode);
+      if (node.mtime) fs.utimesSync(abs, node.atime ?? node.mtime, node.mtime);
+    }
+  }
+}
+
+function kindOf(entry: ReadEntry): Kind | undefined {
+  switch (entry.type) {
+    case 'File':
+      return 'file';
+    case 'Directory':
+      return 'dir';
+    case 'SymbolicLink':
+      return 'symlink';
+    default:
+      return undefined;
+  }
+}
+
+const octal = (mode: number): string => `0${(mode & 0o7777).toString(8)}`;
