@@ -50,8 +50,8 @@ export class TerminalReporter implements Reporter {
       if (total && done >= total) this.clearBar();
       return;
     }
-    // Plain output: a line per 25%, so logs stay short.
-    if (!total) return;
+    // Plain output: a line per 25% of a transfer worth reporting, so logs stay short.
+    if (!total || total < 4 << 20) return;
     const quarter = Math.floor((done / total) * 4);
     if (quarter > this.lastPlain) {
       this.lastPlain = quarter;
