@@ -15,6 +15,7 @@ export const EXIT = {
   LOCKED: 7,
   UNHEALTHY: 8,
   ROLLBACK_FAILED: 9,
+  INTERRUPTED: 130,
 } as const;
 
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
@@ -37,6 +38,7 @@ export const CODES = {
   E_SIG_TRUST_ROOT: EXIT.VERIFY,
   E_DIGEST_MISMATCH: EXIT.VERIFY,
   E_DOWNGRADE: EXIT.VERIFY,
+  E_PREFLIGHT: EXIT.VERIFY,
 
   E_NET: EXIT.NETWORK,
   E_NET_TIMEOUT: EXIT.NETWORK,
@@ -61,6 +63,8 @@ export const CODES = {
 
   E_UNHEALTHY: EXIT.UNHEALTHY,
   E_ROLLBACK_FAILED: EXIT.ROLLBACK_FAILED,
+
+  E_INTERRUPTED: EXIT.INTERRUPTED,
 } as const;
 
 export type ErrorCode = keyof typeof CODES;

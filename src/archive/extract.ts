@@ -3,21 +3,27 @@
  *
  * The archive has passed signature verification, but every entry is still treated as hostile:
  * each header is checked before anything is written, and anything unusual stops the whole
- * extraction. One streaming pass: file → zlib gunzip (off the main thread) → node-tar's
- * `Parser` (headers, pax, GNU long names; `strict`, every warning is fatal) → our own writer.
+ * extraction. One streaming pass: file → zlib gunzip (threadpool) → node-tar's `Parser`
+ * (headers, pax, GNU long names; `strict`, every warning fatal) → our own writer.
  *
- * We use node-tar's parser but not its `Unpack`: its safety net strips and warns where we
- * must refuse, it chowns to the archive's owner when run as root, and after an abort it has
- * no way to tell when its in-flight writes are done. Our writer knows the staging directory
- * was empty and private, so it keeps the whole tree in memory and never has to ask the disk:
- * a path that would pass through a symlink or a file is refused from that map, and every
- * create is O_EXCL|O_NOFOLLOW (mkdir never follows) as a second line of defence. Writes are
- * synchronous per decompressed chunk, so when the promise settles nothing is in flight.
+ * We use node-tar's parser but not its `Unpack`: its safety net strips and warns where we must
+ * refuse, it chowns to the archive's owner when run as root, it re-checks the disk with
+ * several syscalls per entry, and after an abort it cannot tell when its in-flight writes are
+ * done. Our writer knows the staging directory was empty and private, so it keeps the whole
+ * tree in memory and never has to ask the disk: a path that would pass through a symlink or a
+ * file is refused from that map, and every create is O_EXCL|O_NOFOLLOW (mkdir never follows)
+ * as a second line of defence.
+ *
+ * Speed: creating a file is the expensive syscall, so file creates run a few at a time in the
+ * threadpool while parsing continues; directories and symlinks are made synchronously in
+ * archive order (before anything inside them), file bodies are written synchronously once
+ * their descriptor is open. Every job is awaited before the promise settles, success or not.
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { CutoverError, errnoCode, fsError } from '../errors.ts';
@@ -48,6 +54,14 @@ const MAX_META_RUN = 8;
 /** Symlink expansions while checking where a link finally points (like the kernel's 40). */
 const MAX_LINK_HOPS = 40;
 const MANIFEST = 'release.json';
+/** File jobs not yet closed, and body bytes held for them, before parsing waits. */
+const MAX_PENDING_JOBS = 512;
+const MAX_PENDING_BYTES = 64 * 1024 * 1024;
+/** Concurrent creates: leave one threadpool thread for gunzip. */
+const OPEN_CONCURRENCY = Math.max(2, (Number(process.env.UV_THREADPOOL_SIZE) || 4) - 1);
+
+const openAsync = promisify(fs.open);
+const unlinkAsync = promisify(fs.unlink);
 
 const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
 const CREATE_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
@@ -79,6 +93,22 @@ interface Planned {
   node: Node;
   /** An earlier entry of the same type had this path: remove it first (last one wins, like tar). */
   replace: boolean;
+}
+
+/** One regular file: created in the threadpool, written synchronously as its body arrives. */
+interface FileJob {
+  rel: string;
+  abs: string;
+  node: Node;
+  replace: boolean;
+  /** Body chunks received before the descriptor was open. */
+  chunks: Buffer[];
+  fd: number | undefined;
+  /** All of the body has arrived. */
+  ended: boolean;
+  closed: boolean;
+  done: Promise<void>;
+  resolve: () => void;
 }
 
 const q = (p: string): string => JSON.stringify(p);
@@ -128,16 +158,20 @@ export async function extractRelease(
       fs.createReadStream(archivePath, { highWaterMark: READ_CHUNK }),
       createGunzip({ chunkSize: INFLATE_CHUNK }),
       async (source: AsyncIterable<Buffer>) => {
-        for await (const chunk of source) x.write(chunk);
+        for await (const chunk of source) {
+          x.write(chunk);
+          await x.backpressure();
+        }
       },
       signal ? { signal } : {},
     );
     x.end();
   } catch (e) {
-    throw x.explain(e, archivePath, signal);
-  } finally {
-    x.closeOpenFile();
+    x.fail(x.explain(e, archivePath, signal));
   }
+  // Success or not, every create and write is finished before we return.
+  await x.settle();
+  if (x.failure !== undefined) throw x.failure;
   return x.finish();
 }
 
@@ -175,7 +209,8 @@ class Extraction {
   readonly linkFolds = new Set<string>();
   readonly planned = new WeakMap<ReadEntry, Planned>();
 
-  failure: CutoverError | undefined;
+  /** The first error; everything after it is only cleanup. */
+  failure: unknown = undefined;
   entries = 0;
   files = 0;
   bytes = 0;
@@ -186,12 +221,18 @@ class Extraction {
   sawEof = false;
   trailing = 0;
   metaRun = 0;
+  metaNul = false;
   sniffed = false;
 
-  openFd: number | undefined;
-  openRel = '';
-  openBytes = 0;
-  openNode: Node | undefined;
+  /** File jobs not yet closed; `tails` is the last job per path (duplicates run in order). */
+  readonly jobs = new Set<FileJob>();
+  readonly tails = new Map<string, FileJob>();
+  /** The file whose body is arriving now. */
+  current: FileJob | undefined;
+  pendingBytes = 0;
+  opening = 0;
+  readonly slotWaiters: Array<() => void> = [];
+  progressWaiter: (() => void) | undefined;
 
   constructor(root: string, limits: ExtractLimits) {
     this.root = root;
@@ -216,8 +257,10 @@ class Extraction {
         this.fail(unsafe(entry.path, `has unsupported type ${q(String(entry.type))}`, HINT_TYPE));
       }
     });
-    this.parser.on('meta', () => {
+    this.parser.on('meta', (text: string) => {
       if (this.sawNullBlock) this.fail(corrupt('archive has entries after a zero block'));
+      // node-tar cuts pax values and GNU long names at a NUL; refuse the trick instead.
+      if (text.replace(/\0+$/, '').includes('\0')) this.metaNul = true;
       if (++this.metaRun > MAX_META_RUN) this.fail(corrupt(`archive has more than ${MAX_META_RUN} extended headers in a row`));
     });
     this.parser.on('nullBlock', () => {
@@ -228,20 +271,24 @@ class Extraction {
     });
   }
 
-  fail(err: CutoverError): void {
-    if (this.failure) return;
+  /** Record the first failure, stop the parser, and close every file not being opened right now. */
+  fail(err: unknown): void {
+    if (this.failure !== undefined) return;
     this.failure = err;
     // A plain Error: the parser decorates what it is given and re-emits it as 'error'.
     this.parser.abort(new Error('extraction stopped'));
+    for (const job of this.jobs) if (job.fd !== undefined) this.closeJob(job);
+    this.progress();
   }
 
   /** Feed one decompressed chunk. Throws the first failure, so the pipeline stops reading. */
   write(chunk: Buffer): void {
-    if (this.failure) throw this.failure;
+    if (this.failure !== undefined) throw this.failure;
     if (this.sawEof) {
       this.trailing += chunk.length;
       if (this.trailing > MAX_TRAILING_BYTES) {
-        throw (this.failure = corrupt(`archive has more than ${MAX_TRAILING_BYTES} bytes after its end-of-archive marker`));
+        this.fail(corrupt(`archive has more than ${MAX_TRAILING_BYTES} bytes after its end-of-archive marker`));
+        throw this.failure;
       }
       return;
     }
@@ -249,24 +296,49 @@ class Extraction {
       this.sniffed = true;
       // The parser would transparently gunzip a second layer; a release is compressed once.
       if (chunk[0] === 0x1f && (chunk.length < 2 || chunk[1] === 0x8b)) {
-        throw (this.failure = corrupt('archive is compressed twice (gzip inside gzip)'));
+        this.fail(corrupt('archive is compressed twice (gzip inside gzip)'));
+        throw this.failure;
       }
     }
     this.parser.write(chunk);
-    if (this.failure) throw this.failure;
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** Wait while too many files or body bytes are queued behind the creates. */
+  async backpressure(): Promise<void> {
+    while (
+      this.failure === undefined &&
+      (this.jobs.size > MAX_PENDING_JOBS || this.pendingBytes > MAX_PENDING_BYTES)
+    ) {
+      await new Promise<void>((resolve) => (this.progressWaiter = resolve));
+    }
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  progress(): void {
+    const w = this.progressWaiter;
+    this.progressWaiter = undefined;
+    w?.();
   }
 
   /** The decompressed stream ended. */
   end(): void {
-    if (this.failure) throw this.failure;
+    if (this.failure !== undefined) throw this.failure;
     if (!this.sawEof) {
-      const inside = this.openFd !== undefined ? ` inside entry ${q(this.openRel)}` : '';
-      throw (this.failure = corrupt(`archive is truncated${inside}: no end-of-archive marker`, undefined, this.openRel || undefined));
+      const rel = this.current?.ended === false ? this.current.rel : undefined;
+      const inside = rel === undefined ? '' : ` inside entry ${q(rel)}`;
+      this.fail(corrupt(`archive is truncated${inside}: no end-of-archive marker`, undefined, rel));
+      throw this.failure;
     }
   }
 
+  /** Resolves when every file job has closed its descriptor (or never opened one). */
+  async settle(): Promise<void> {
+    while (this.jobs.size > 0) await Promise.all([...this.jobs].map((j) => j.done));
+  }
+
   explain(e: unknown, archivePath: string, signal: AbortSignal | undefined): unknown {
-    if (this.failure) return this.failure;
+    if (this.failure !== undefined) return this.failure;
     if (signal?.aborted) return signal.reason;
     if (e instanceof CutoverError) return e;
     const code = errnoCode(e);
@@ -282,7 +354,7 @@ class Extraction {
   // ---- header check: runs for every non-meta entry before its body is read ----
 
   check(entry: ReadEntry): boolean {
-    if (this.failure) return false;
+    if (this.failure !== undefined) return false;
     try {
       const plan = this.plan(entry);
       if (plan) this.planned.set(entry, plan);
@@ -306,6 +378,7 @@ class Extraction {
       throw limit(raw, `has a path longer than ${limits.maxPathBytes} bytes`, { maxPathBytes: limits.maxPathBytes });
     }
     if (raw.includes('\0')) throw unsafe(raw, 'has a NUL byte in its path', HINT_PATHS);
+    if (this.metaNul) throw unsafe(raw, 'has a NUL byte in its pax/GNU extended header', HINT_PATHS);
     if (raw.includes('\\')) throw unsafe(raw, 'has a backslash in its path', HINT_PATHS);
     if (raw.startsWith('/')) throw unsafe(raw, 'has an absolute path', HINT_PATHS);
     const segs = raw.split('/').filter((s) => s !== '' && s !== '.');
@@ -418,7 +491,7 @@ class Extraction {
 
   onEntry(entry: ReadEntry): void {
     const plan = this.planned.get(entry);
-    if (this.failure || !plan) {
+    if (this.failure !== undefined || !plan) {
       entry.resume();
       return;
     }
@@ -426,19 +499,19 @@ class Extraction {
     try {
       this.makeParents(plan.segs);
       const abs = this.abs(plan.rel);
-      if (plan.replace) fs.unlinkSync(abs);
       switch (plan.node.kind) {
         case 'dir':
           this.makeDir(plan.rel);
           entry.resume();
           return;
         case 'symlink':
+          if (plan.replace) fs.unlinkSync(abs);
           fs.symlinkSync(plan.node.target as string, abs);
           if (plan.node.mtime) fs.lutimesSync(abs, plan.node.atime ?? plan.node.mtime, plan.node.mtime);
           entry.resume();
           return;
         case 'file':
-          this.openFile(entry, plan, abs);
+          this.startFile(entry, plan, abs);
           return;
       }
     } catch (e) {
@@ -447,66 +520,121 @@ class Extraction {
     }
   }
 
-  openFile(entry: ReadEntry, plan: Planned, abs: string): void {
-    this.openFd = fs.openSync(abs, CREATE_FLAGS, 0o600);
-    this.openRel = plan.rel;
-    this.openBytes = 0;
-    this.openNode = plan.node;
+  startFile(entry: ReadEntry, plan: Planned, abs: string): void {
+    let resolve = (): void => {};
+    const done = new Promise<void>((r) => (resolve = r));
+    const job: FileJob = {
+      rel: plan.rel, abs, node: plan.node, replace: plan.replace,
+      chunks: [], fd: undefined, ended: false, closed: false, done, resolve,
+    };
+    const previous = this.tails.get(job.rel);
+    this.tails.set(job.rel, job);
+    this.jobs.add(job);
+    this.current = job;
     this.files++;
+    let size = 0;
     // 'end' first: adding a 'data' listener resumes the entry, which may end at once.
-    entry.on('end', () => this.onFileEnd());
-    entry.on('data', (chunk: Buffer) => this.onData(chunk));
+    entry.on('end', () => {
+      job.ended = true;
+      this.flush(job);
+    });
+    entry.on('data', (chunk: Buffer) => {
+      if (this.failure !== undefined || job.closed) return;
+      size += chunk.length;
+      this.bytes += chunk.length;
+      const { maxFileBytes, maxTotalBytes } = this.limits;
+      if (size > maxFileBytes) {
+        this.fail(limit(job.rel, `is over the ${maxFileBytes}-byte limit per file`, { maxFileBytes }));
+        return;
+      }
+      if (this.bytes > maxTotalBytes) {
+        this.fail(limit(job.rel, `takes the archive over ${maxTotalBytes} unpacked bytes`, { maxTotalBytes }));
+        return;
+      }
+      job.chunks.push(chunk);
+      this.pendingBytes += chunk.length;
+      this.flush(job);
+    });
+    void this.openJob(job, previous);
   }
 
-  onData(chunk: Buffer): void {
-    const fd = this.openFd;
-    if (this.failure || fd === undefined) return;
-    const { maxFileBytes, maxTotalBytes } = this.limits;
-    this.openBytes += chunk.length;
-    this.bytes += chunk.length;
-    if (this.openBytes > maxFileBytes) {
-      this.fail(limit(this.openRel, `is over the ${maxFileBytes}-byte limit per file`, { maxFileBytes }));
-      return;
-    }
-    if (this.bytes > maxTotalBytes) {
-      this.fail(limit(this.openRel, `takes the archive over ${maxTotalBytes} unpacked bytes`, { maxTotalBytes }));
-      return;
-    }
+  /** Create the file in the threadpool, a few at a time, after any earlier entry of the same path. */
+  async openJob(job: FileJob, previous: FileJob | undefined): Promise<void> {
+    if (previous) await previous.done;
+    await this.acquireSlot();
     try {
-      for (let off = 0; off < chunk.length; ) off += fs.writeSync(fd, chunk, off, chunk.length - off);
+      if (this.failure !== undefined) return;
+      if (job.replace) await unlinkAsync(job.abs);
+      if (this.failure !== undefined) return;
+      job.fd = await openAsync(job.abs, CREATE_FLAGS, 0o600);
     } catch (e) {
-      this.fail(this.writeError(e, this.openRel));
+      this.fail(this.writeError(e, job.rel));
+    } finally {
+      this.releaseSlot();
+      if (job.fd === undefined || this.failure !== undefined) this.closeJob(job);
+      else this.flush(job);
     }
   }
 
-  onFileEnd(): void {
-    const fd = this.openFd;
-    const node = this.openNode;
-    if (fd === undefined || !node) return;
-    if (this.failure) {
-      this.closeOpenFile();
+  /** Write what has arrived; close once the whole body is written. Synchronous. */
+  flush(job: FileJob): void {
+    const fd = job.fd;
+    if (fd === undefined || job.closed) return;
+    if (this.failure !== undefined) {
+      this.closeJob(job);
       return;
     }
     try {
-      fs.fchmodSync(fd, node.mode);
-      if (node.mtime) fs.futimesSync(fd, node.atime ?? node.mtime, node.mtime);
-      this.openFd = undefined;
-      fs.closeSync(fd);
+      for (const chunk of job.chunks) {
+        for (let off = 0; off < chunk.length; ) off += fs.writeSync(fd, chunk, off, chunk.length - off);
+        this.pendingBytes -= chunk.length;
+      }
+      job.chunks.length = 0;
+      if (job.ended) {
+        fs.fchmodSync(fd, job.node.mode);
+        if (job.node.mtime) fs.futimesSync(fd, job.node.atime ?? job.node.mtime, job.node.mtime);
+        this.closeJob(job);
+      }
     } catch (e) {
-      this.fail(this.writeError(e, this.openRel));
-      this.closeOpenFile();
+      this.fail(this.writeError(e, job.rel));
+      this.closeJob(job);
     }
+    this.progress();
   }
 
-  closeOpenFile(): void {
-    const fd = this.openFd;
-    this.openFd = undefined;
-    if (fd === undefined) return;
-    try {
-      fs.closeSync(fd);
-    } catch {
-      // Already failing; the descriptor is gone either way.
+  closeJob(job: FileJob): void {
+    if (job.closed) return;
+    job.closed = true;
+    for (const chunk of job.chunks) this.pendingBytes -= chunk.length;
+    job.chunks.length = 0;
+    const fd = job.fd;
+    job.fd = undefined;
+    if (fd !== undefined) {
+      try {
+        fs.closeSync(fd);
+      } catch (e) {
+        this.fail(this.writeError(e, job.rel));
+      }
     }
+    this.jobs.delete(job);
+    if (this.tails.get(job.rel) === job) this.tails.delete(job.rel);
+    job.resolve();
+    this.progress();
+  }
+
+  async acquireSlot(): Promise<void> {
+    if (this.opening < OPEN_CONCURRENCY) {
+      this.opening++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.slotWaiters.push(resolve));
+  }
+
+  /** Hand the slot to the next waiter, or free it. */
+  releaseSlot(): void {
+    const next = this.slotWaiters.shift();
+    if (next) next();
+    else this.opening--;
   }
 
   makeParents(segs: string[]): void {

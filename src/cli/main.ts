@@ -7,6 +7,9 @@ import { getStatus, listReleases, runGc } from '../engine/status.ts';
 import { formatBytes, runUpdate } from '../engine/update.ts';
 import { CutoverError, EXIT, type ExitCode } from '../errors.ts';
 import { reportFailure } from './exit.ts';
+import { runCheck } from '../engine/check.ts';
+import { JournalReporter, runDaemon } from '../daemon/daemon.ts';
+import { SystemdNotifier } from '../daemon/notify.ts';
 import { TerminalReporter } from './output.ts';
 
 interface GlobalOptions {
@@ -31,7 +34,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   let globals: GlobalOptions = {};
   const controller = new AbortController();
   const onSignal = (sig: NodeJS.Signals): void => {
-    controller.abort(new CutoverError('E_INTERNAL', `interrupted by ${sig}`, { hint: 'nothing was switched; run the command again' }));
+    if (controller.signal.aborted) return;
+    controller.abort(new CutoverError('E_INTERRUPTED', `interrupted by ${sig}`, { hint: 'nothing was switched; run the command again' }));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
@@ -66,13 +70,17 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .option('--version <version>', 'the release to install, e.g. v1.4.0')
     .option('--dry-run', 'download and verify in a TMPDIR sandbox, print the plan, change nothing')
     .option('--allow-downgrade', 'allow installing a version older than the current one')
-    .action(async (opts: { version?: string; dryRun?: boolean; allowDowngrade?: boolean }, cmd: Command) => {
+    .option('--no-restart', 'switch the pointer only: no unit restarts, no health gate')
+    .option('--force', 'update even if the current deployment fails its pre-flight health check')
+    .action(async (opts: { version?: string; dryRun?: boolean; allowDowngrade?: boolean; restart: boolean; force?: boolean }, cmd: Command) => {
       const { config, services } = await context(cmd);
       try {
         const r = await runUpdate(config, services, {
           version: opts.version,
           dryRun: !!opts.dryRun,
           allowDowngrade: !!opts.allowDowngrade,
+          noRestart: !opts.restart,
+          force: !!opts.force,
           signal: controller.signal,
         });
         emit(r, () => {
@@ -96,9 +104,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .command('rollback')
     .description('switch back to the previous release, or to a retained one with --to')
     .option('--to <version>', 'a retained release, e.g. v1.3.2')
-    .action(async (opts: { to?: string }, cmd: Command) => {
+    .option('--no-restart', 'switch the pointer only: no unit restarts, no health gate')
+    .action(async (opts: { to?: string; restart: boolean }, cmd: Command) => {
       const { config, services } = await context(cmd);
-      const r = await runRollback(config, services, { to: opts.to });
+      const r = await runRollback(config, services, { to: opts.to, noRestart: !opts.restart });
       emit(r, () => null);
     });
 
@@ -149,6 +158,35 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       emit(r, () => (r.pruned.length ? `removed ${r.pruned.map((v) => `v${v}`).join(', ')}` : null));
     });
 
+  program
+    .command('check')
+    .description('is a newer release available, and would the daemon install it by itself?')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const { config, services } = await context(cmd);
+      try {
+        const r = await runCheck(config, { ...services, reporter: new TerminalReporter(prog, { json: true, quiet: true, verbose: false }) }, controller.signal);
+        emit(r, () =>
+          [
+            `current:   ${r.current ? `v${r.current}` : '(none)'}`,
+            `newest:    ${r.newest ? `v${r.newest}` : '(none)'}`,
+            `available: ${r.available ? 'yes' : 'no'}`,
+            `daemon:    ${r.reason}`,
+          ].join('\n'),
+        );
+      } finally {
+        await services.http.close();
+      }
+    });
+
+  program
+    .command('daemon')
+    .description('run as a systemd Type=notify service that checks for releases on a schedule')
+    .action(async (_opts: unknown, cmd: Command) => {
+      globals = cmd.optsWithGlobals<GlobalOptions>();
+      const file = resolveConfigPath(prog, globals.config, env);
+      await runDaemon(file, { notifier: new SystemdNotifier(env), reporter: new JournalReporter(), now: () => new Date(), jitter: 0.1 }, controller.signal);
+    });
+
   try {
     await program.parseAsync(argv);
   } catch (e) {
@@ -159,13 +197,20 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         { prog, json: !!globals.json || argv.includes('--json'), verbose: false },
       );
     } else {
-      exitCode = reportFailure(e, { prog, json: !!globals.json, verbose: !!globals.verbose });
+      exitCode = reportFailure(interruption(e, controller.signal), { prog, json: !!globals.json, verbose: !!globals.verbose });
     }
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
   return exitCode;
+}
+
+/** A failure caused by Ctrl-C or SIGTERM is reported as the interruption, unless it says more. */
+function interruption(e: unknown, signal: AbortSignal): unknown {
+  if (!signal.aborted) return e;
+  if (e instanceof CutoverError && (e.code === 'E_UNHEALTHY' || e.code === 'E_ROLLBACK_FAILED' || e.code === 'E_INTERRUPTED')) return e;
+  return signal.reason;
 }
 
 function parseCount(v: string): number {

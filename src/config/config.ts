@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parse, TomlError } from 'smol-toml';
 import { CutoverError, errnoCode } from '../errors.ts';
 import { parseDuration } from './duration.ts';
+import { parseWindow, type MaintenanceWindow } from './window.ts';
 
 export interface Config {
   /** Where the config was read from. */
@@ -25,6 +26,33 @@ export interface Config {
     requireTlog: boolean;
     requireTimestamp: boolean;
   };
+  service: {
+    /** systemd units restarted in this order after a switch. Empty: no restarts. */
+    units: string[];
+  };
+  health: HealthConfig | undefined;
+  daemon: DaemonConfig;
+}
+
+export interface HealthConfig {
+  url: URL;
+  /** Overall deadline for the gate after the restarts, ms. */
+  timeoutMs: number;
+  intervalMs: number;
+  /** Consecutive good answers needed. */
+  successes: number;
+  /** The answer must report the version just installed. */
+  expectVersion: boolean;
+  /** Deadline for one probe, ms. */
+  probeTimeoutMs: number;
+}
+
+export type AutoPolicy = 'none' | 'patch' | 'minor' | 'major';
+
+export interface DaemonConfig {
+  intervalMs: number;
+  auto: AutoPolicy;
+  window: MaintenanceWindow | undefined;
 }
 
 /** Program name → default config path: invoked as `app`, read /etc/app/cutover.toml. */
@@ -111,6 +139,49 @@ export function parseConfig(text: string, file = '<config>'): Config {
   const requireTimestamp = trust.boolean('require_timestamp', true);
   trust.done();
 
+  const svc = reader.table('service', { required: false });
+  const units = svc.stringArray('units');
+  for (const u of units) {
+    if (!/^[A-Za-z0-9:_.\\@-]+\.(service|socket|target|timer)$/.test(u)) fail('service.units', `has "${u}", which is not a systemd unit name (like "demo.service")`);
+  }
+  svc.done();
+
+  const h = reader.table('health', { required: false });
+  let health: HealthConfig | undefined;
+  const healthUrl = h.optionalString('url');
+  if (healthUrl !== undefined) {
+    let url: URL;
+    try {
+      url = new URL(healthUrl);
+    } catch {
+      return fail('health.url', 'is not a URL');
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') fail('health.url', 'must be an http:// or https:// URL');
+    health = {
+      url,
+      timeoutMs: h.duration('timeout', '180s'),
+      intervalMs: h.duration('interval', '1s'),
+      successes: h.integer('successes', { default: 3, min: 1, max: 100 }),
+      expectVersion: h.boolean('expect_version', true),
+      probeTimeoutMs: h.duration('probe_timeout', '5s'),
+    };
+  }
+  h.done();
+  if (units.length && !health) fail('health.url', 'is required when service.units restarts units (the health gate decides whether to roll back)');
+
+  const d = reader.table('daemon', { required: false });
+  const intervalMs = d.duration('interval', '6h');
+  if (intervalMs < 10_000) fail('daemon.interval', 'must be at least 10s');
+  const auto = d.optionalString('auto') ?? 'patch';
+  if (!['none', 'patch', 'minor', 'major'].includes(auto)) fail('daemon.auto', 'must be one of "none", "patch", "minor", "major"');
+  const windowText = d.optionalString('window');
+  let window: MaintenanceWindow | undefined;
+  if (windowText !== undefined) {
+    window = parseWindow(windowText);
+    if (!window) fail('daemon.window', 'must look like "Sun 02:00-04:00", "Mon-Fri 01:00-03:00" or "02:00-04:00"');
+  }
+  d.done();
+
   reader.done();
   return {
     file,
@@ -119,6 +190,9 @@ export function parseConfig(text: string, file = '<config>'): Config {
     keep,
     source: { index, ca, timeoutMs, idleTimeoutMs },
     trust: { identity, issuer, trustedRoot, requireTlog, requireTimestamp },
+    service: { units },
+    health,
+    daemon: { intervalMs, auto: auto as AutoPolicy, window },
   };
 }
 
@@ -155,6 +229,15 @@ class TableReader {
     if (v === undefined) return undefined;
     if (typeof v !== 'string' || v.trim() === '') return this.fail(this.key(k), 'must be a non-empty string');
     return v;
+  }
+
+  stringArray(k: string): string[] {
+    const v = this.get(k);
+    if (v === undefined) return [];
+    if (!Array.isArray(v) || v.some((x) => typeof x !== 'string' || x === '')) {
+      return this.fail(this.key(k), 'must be a list of strings');
+    }
+    return v as string[];
   }
 
   integer(k: string, opts: { default: number; min: number; max: number }): number {

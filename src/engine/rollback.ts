@@ -10,7 +10,8 @@ import { acquireLock } from '../state/lock.ts';
 import { appendHistory } from '../state/state.ts';
 import { recover } from './recover.ts';
 import type { Services } from './services.ts';
-import { switchTo } from './update.ts';
+import { activate, rollBackUnhealthy } from './activate.ts';
+import { settle, switchTo } from './switch.ts';
 
 export interface RollbackResult {
   op: 'rollback';
@@ -22,12 +23,12 @@ export interface RollbackResult {
 }
 
 /** Switch `current` back to the previous release, or to a named retained one. */
-export async function runRollback(config: Config, services: Services, opts: { to?: string | undefined }): Promise<RollbackResult> {
+export async function runRollback(config: Config, services: Services, opts: { to?: string | undefined; noRestart?: boolean }): Promise<RollbackResult> {
   const started = Date.now();
   const layout = layoutOf(config.root);
   const lock = acquireLock(layout.lock, 'rollback');
   try {
-    const { state } = await recover(layout, services.reporter);
+    const { state } = await recover(config, services, layout);
     const current = await readCurrent(layout);
     let target: string;
     if (opts.to !== undefined) {
@@ -53,7 +54,17 @@ export async function runRollback(config: Config, services: Services, opts: { to
     }
     // A retained release must still be whole and be what it claims to be before it goes live.
     checkManifest(await readReleaseManifest(releaseDir(layout, target)), { name: config.app, version: target });
-    await switchTo(layout, state, current, target, 'rollback', services);
+    const activating = !opts.noRestart && config.service.units.length > 0;
+    const previousBefore = state.previous;
+    await switchTo(layout, state, current, target, 'rollback', services, { activating });
+    if (activating) {
+      const outcome = await activate(config, services, target, new AbortController().signal);
+      if (!outcome.ok) {
+        // The release we rolled back to is unhealthy: go back to where we were.
+        await rollBackUnhealthy(config, services, layout, state, target, current, outcome.reason, previousBefore);
+      }
+      await settle(layout, state);
+    }
     await appendHistory(layout, {
       at: new Date().toISOString(),
       op: 'rollback',

@@ -85,7 +85,7 @@ export async function runGc(config: Config, services: Services, opts: { keep?: n
   const layout = layoutOf(config.root);
   const lock = acquireLock(layout.lock, 'gc');
   try {
-    const { state } = await recover(layout, services.reporter);
+    const { state } = await recover(config, services, layout);
     const installed = await listInstalled(layout);
     const current = await readCurrent(layout);
     const doomed = planPrune({ installed, current, previous: state.previous, keep });

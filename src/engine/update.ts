@@ -8,11 +8,14 @@ import { downloadToFile, fetchJson } from '../download/download.ts';
 import { fsyncDir, syncFilesystem } from '../layout/durable.ts';
 import { layoutOf, releaseDir, type Layout } from '../layout/paths.ts';
 import { listInstalled, removeRelease } from '../layout/releases.ts';
-import { readCurrent, switchCurrent } from '../layout/swap.ts';
+import { readCurrent } from '../layout/swap.ts';
 import { checkManifest, readReleaseManifest } from '../release/manifest.ts';
 import { parseReleaseIndex, resolveRelease, type ReleaseEntry, type ReleaseIndex } from '../release/release-index.ts';
 import { acquireLock } from '../state/lock.ts';
 import { appendHistory, readState, writeState, type State } from '../state/state.ts';
+import { activate, rollBackUnhealthy } from './activate.ts';
+import { preflight } from './preflight.ts';
+import { settle, switchTo } from './switch.ts';
 import { expandIdentity } from '../verify/policy.ts';
 import { loadTrustMaterial } from '../verify/trust.ts';
 import { verifyArtifact } from '../verify/verify.ts';
@@ -24,6 +27,10 @@ export interface UpdateOptions {
   version?: string | undefined;
   dryRun: boolean;
   allowDowngrade: boolean;
+  /** Switch the pointer only: no restarts, no health gate. */
+  noRestart?: boolean;
+  /** Update even when the current deployment fails its pre-flight health check. */
+  force?: boolean;
   signal: AbortSignal;
 }
 
@@ -62,7 +69,7 @@ export async function runUpdate(config: Config, services: Services, opts: Update
   await ensureLayout(layout);
   const lock = acquireLock(layout.lock, 'update');
   try {
-    const { state } = await recover(layout, services.reporter);
+    const { state } = await recover(config, services, layout);
     const index = await fetchIndex(config, services, opts.signal);
     const release = resolveRelease(index, opts.version);
     const plan = await makePlan(config, layout, state, release, opts.allowDowngrade);
@@ -72,6 +79,8 @@ export async function runUpdate(config: Config, services: Services, opts: Update
       await appendHistory(layout, { at: iso(), op: 'update', from: plan.from, to: plan.to, result: 'noop' });
       return { ...result, durationMs: Date.now() - started };
     }
+    const activating = !opts.noRestart && config.service.units.length > 0;
+    if (activating && plan.from !== null) await preflight(config, services, plan.from, { force: !!opts.force, signal: opts.signal });
     try {
       if (plan.action === 'install') {
         const staged = await stageRelease(config, services, layout, layout.downloads, layout.staging, release, opts.signal);
@@ -85,7 +94,27 @@ export async function runUpdate(config: Config, services: Services, opts: Update
         };
       }
       opts.signal.throwIfAborted();
-      await switchTo(layout, state, plan.from, plan.to, 'update', services);
+      const previousBefore = state.previous;
+      await switchTo(layout, state, plan.from, plan.to, 'update', services, { activating });
+      if (activating) {
+        // From here on a signal no longer aborts: the update finishes or rolls back.
+        let outcome;
+        try {
+          outcome = await activate(config, services, plan.to, neverAborted);
+        } catch (e) {
+          outcome = { ok: false, reason: `activation failed: ${(e as Error).message}` };
+        }
+        if (!outcome.ok || opts.signal.aborted) {
+          const interrupted = opts.signal.aborted && outcome.ok;
+          const why = interrupted ? `interrupted by ${signalName(opts.signal)}` : outcome.reason;
+          await rollBackUnhealthy(config, services, layout, state, plan.to, plan.from, why, previousBefore, { markBad: !interrupted });
+        }
+        await settle(layout, state);
+      }
+      if (state.bad.includes(plan.to)) {
+        state.bad = state.bad.filter((v) => v !== plan.to);
+        await writeState(layout, state);
+      }
       const pruned = await prune(layout, state, plan.prune, services);
       await appendHistory(layout, {
         at: iso(),
@@ -274,24 +303,6 @@ async function installStaged(layout: Layout, staged: string, version: string): P
   await fsyncDir(layout.releases);
 }
 
-/** Record the intent, swap `current`, record the result: recovery can always tell which happened. */
-export async function switchTo(
-  layout: Layout,
-  state: State,
-  from: string | null,
-  to: string,
-  op: 'update' | 'rollback',
-  services: Services,
-): Promise<void> {
-  services.reporter.step(`Switching current: ${from ? `v${from}` : '(none)'} -> v${to}`);
-  state.pending = { op, from, to, startedAt: iso(), pid: process.pid };
-  await writeState(layout, state);
-  await switchCurrent(layout, to);
-  state.previous = from;
-  state.pending = null;
-  await writeState(layout, state);
-}
-
 export async function prune(layout: Layout, state: State, versions: string[], services: Services): Promise<string[]> {
   const done: string[] = [];
   for (const v of versions) {
@@ -344,6 +355,13 @@ export function formatBytes(n: number): string {
     i++;
   }
   return `${v.toFixed(1)} ${units[i]}`;
+}
+
+const neverAborted = new AbortController().signal;
+
+function signalName(signal: AbortSignal): string {
+  const r = signal.reason as unknown;
+  return r instanceof Error ? r.message.replace(/^interrupted by /, '') : 'a signal';
 }
 
 function iso(): string {

@@ -10,6 +10,8 @@ export interface Pending {
   to: string;
   startedAt: string;
   pid: number;
+  /** switching: the symlink may or may not have moved. activating: it moved; units not yet healthy. */
+  phase?: 'switching' | 'activating';
 }
 
 export interface InstalledRecord {

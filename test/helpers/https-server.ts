@@ -1,6 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { createReadStream, mkdtempSync, readFileSync, statSync } from 'node:fs';
-import { createServer, type Server, type ServerResponse } from 'node:https';
+import type { ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import type { Duplex } from 'node:stream';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -45,7 +47,7 @@ export class ReleaseServer {
   readonly hits: string[] = [];
   private server: Server | undefined;
   private readonly ca: TestCA;
-  private readonly sockets = new Set<import('node:net').Socket>();
+  private readonly sockets = new Set<Duplex>();
   port = 0;
 
   constructor(ca: TestCA) {

@@ -1,0 +1,500 @@
+/**
+ * `npm run bench`: how long `update` takes, and how much memory it needs, against the shell
+ * pipeline an operator would otherwise run, on release archives of realistic shape.
+ *
+ * One HTTPS release server (test CA) and one mock Sigstore on loopback, in this process. Each
+ * round, for each fixture, in rotating order, every contestant installs the release into a fresh
+ * root, timed from spawn to exit with peak RSS from GNU time:
+ *
+ *   cutover       node src/cli/run.ts update --version X       (TypeScript sources)
+ *   cutover-dist  node dist/cli/run.js update --version X      (tsc build, as bin/cutover runs it)
+ *   baseline      curl -o, sha256sum -c, mkdir + tar xzf, ln -s + mv -T
+ *
+ * cutover does more than the baseline: it fetches the index and the bundle, verifies the
+ * signature, checks every archive entry, and makes the tree durable (`sync -f`) before the
+ * swap. The baseline leaves its tree in the page cache; `sync -f` of it right after it exits is
+ * measured separately (untimed for the ratio) and reported as "baseline + flush". Before every
+ * timed run the previous trees are removed and the whole system is `sync`ed, so no run pays for
+ * another's writeback.
+ *
+ * Options: --quick (1 round each), --rounds N (default 5), --big-rounds N (default 3),
+ * --only nm|big, --no-dist, --profile (also one --cpu-prof run of cutover per fixture),
+ * --working-tree (run src/ as it is on disk; default: a `git archive` snapshot of HEAD).
+ * Env: BENCH_ROUNDS, BENCH_BIG_ROUNDS. Results: .bench-work/results.json.
+ */
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { identityFor, ISSUER, IDENTITY_TEMPLATE, World } from '../test/helpers/world.ts';
+import { ensureFixture, RECIPES, type Fixture } from './fixtures.ts';
+import { lineAt, measure, timed, type Measured } from './measure.ts';
+import { summariseProfile } from './profile.ts';
+import { max, mb, median, mib, min, secs, table } from './stats.ts';
+
+const REPO = path.resolve(import.meta.dirname, '..');
+const WORK = path.join(REPO, '.bench-work');
+const RUN = path.join(WORK, 'run');
+const DIST = path.join(WORK, 'dist');
+const SHIM = path.join(WORK, 'shim');
+const NODE = process.execPath;
+
+const TARGET_RATIO = 1.0;
+const TARGET_RSS_KIB = 96 * 1024;
+/** "Not growing with the artifact's size": the 1 GB median may exceed the small one by this much. */
+const RSS_GROWTH_SLACK_KIB = 8 * 1024;
+
+type ContestantId = 'cutover' | 'cutover-dist' | 'baseline';
+
+interface Sample {
+  fixture: string;
+  contestant: ContestantId;
+  round: number;
+  /** Position within the round (0 = ran first). */
+  order: number;
+  wallMs: number;
+  peakRssKiB: number;
+  /** Phase → ms, from stderr timestamps (and the sync shim for cutover). */
+  phases: Record<string, number>;
+  /** baseline only: `sync -f` of its tree right after it exited. */
+  flushMs?: number;
+}
+
+interface Options {
+  rounds: number;
+  bigRounds: number;
+  only: 'nm' | 'big' | undefined;
+  dist: boolean;
+  profile: boolean;
+  /** Benchmark src/ as it is on disk instead of a snapshot of HEAD. */
+  workingTree: boolean;
+}
+
+const log = (s: string): void => {
+  process.stderr.write(`bench: ${s}\n`);
+};
+
+function readOptions(): Options {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      rounds: { type: 'string' },
+      'big-rounds': { type: 'string' },
+      only: { type: 'string' },
+      'no-dist': { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
+      'working-tree': { type: 'boolean', default: false },
+    },
+  });
+  const int = (v: string | undefined, fallback: number): number => {
+    if (v === undefined || v === '') return fallback;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`expected a positive integer, got ${v}`);
+    return n;
+  };
+  const quick = values.quick === true;
+  const only = values.only;
+  if (only !== undefined && only !== 'nm' && only !== 'big') throw new Error('--only takes nm or big');
+  return {
+    rounds: int(values.rounds ?? process.env.BENCH_ROUNDS, quick ? 1 : 5),
+    bigRounds: int(values['big-rounds'] ?? process.env.BENCH_BIG_ROUNDS, quick ? 1 : 3),
+    only,
+    dist: values['no-dist'] !== true,
+    profile: values.profile === true,
+    workingTree: values['working-tree'] === true,
+  };
+}
+
+// ---- setup ----
+
+/**
+ * The cutover sources to run: by default a snapshot of HEAD (`git archive`, read-only) under
+ * .bench-work/, so edits in progress elsewhere in the repo cannot break or skew a run; it
+ * resolves node_modules from the repo by walking up.
+ */
+function sourceTree(workingTree: boolean): { dir: string; label: string } {
+  if (workingTree) return { dir: REPO, label: 'working tree' };
+  const git = (args: string[]): string =>
+    execFileSync('git', args, { cwd: REPO, env: { ...process.env, GIT_OPTIONAL_LOCKS: '0' } }).toString().trim();
+  const commit = git(['rev-parse', 'HEAD']);
+  const dir = path.join(WORK, 'src', commit);
+  if (!existsSync(path.join(dir, 'src', 'cli', 'run.ts'))) {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    execFileSync('bash', ['-c', 'set -euo pipefail; git archive "$1" src package.json tsconfig.json tsconfig.build.json | tar -x -C "$2"', 'snap', commit, dir], {
+      cwd: REPO,
+      env: { ...process.env, GIT_OPTIONAL_LOCKS: '0' },
+    });
+  }
+  return { dir, label: `HEAD ${commit.slice(0, 10)} (git archive snapshot)` };
+}
+
+/** tsc -p tsconfig.build.json into .bench-work/dist (not dist/: others run the repo meanwhile). */
+function buildDist(srcDir: string): string | undefined {
+  rmSync(DIST, { recursive: true, force: true });
+  try {
+    execFileSync(path.join(REPO, 'node_modules', '.bin', 'tsc'), ['-p', path.join(srcDir, 'tsconfig.build.json'), '--outDir', DIST], {
+      cwd: srcDir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } catch (e) {
+    const out = (e as { stdout?: Buffer }).stdout?.toString().trim();
+    log(`tsc -p tsconfig.build.json reported errors (emitting anyway):\n${out ?? String(e)}`);
+  }
+  const entry = path.join(DIST, 'cli', 'run.js');
+  return existsSync(entry) ? entry : undefined;
+}
+
+/** `sync` wrapper first on cutover's PATH: records when its `sync -f` ran (bash builtins only). */
+function writeSyncShim(): void {
+  mkdirSync(SHIM, { recursive: true });
+  const file = path.join(SHIM, 'sync');
+  writeFileSync(
+    file,
+    '#!/bin/bash\nt0=$EPOCHREALTIME\n/usr/bin/sync "$@"\nrc=$?\n[ -z "${BENCH_SYNC_LOG:-}" ] || echo "$t0 $EPOCHREALTIME" >> "$BENCH_SYNC_LOG"\nexit $rc\n',
+  );
+  chmodSync(file, 0o755);
+}
+
+async function publish(w: World, fx: Fixture): Promise<string> {
+  const name = `demo-${fx.version}.tar.gz`;
+  const bundle = await w.sigstore.sign(fx.archive, { identity: identityFor(fx.version), issuer: ISSUER });
+  w.server.files.set(`demo/${name}`, { file: fx.archive });
+  w.server.files.set(`demo/${name}.sigstore.json`, Buffer.from(JSON.stringify(bundle)));
+  w.releases.push({ version: fx.version, artifact: name, bundle: `${name}.sigstore.json`, sha256: fx.sha256, size: fx.size });
+  w.publishIndex();
+  return w.server.url(`demo/${name}`);
+}
+
+function writeConfig(w: World, caFile: string, id: string): { config: string; root: string } {
+  const root = path.join(RUN, id);
+  const config = path.join(RUN, `${id}.toml`);
+  writeFileSync(
+    config,
+    `app = "demo"
+root = "${root}"
+keep = 2
+
+[source]
+index = "${w.server.url('demo/index.json')}"
+ca = "${caFile}"
+timeout = "10m"
+idle_timeout = "30s"
+
+[trust]
+identity = "${IDENTITY_TEMPLATE}"
+issuer = "${ISSUER}"
+trusted_root = "${w.trustedRoot}"
+`,
+  );
+  return { config, root };
+}
+
+// ---- contestants ----
+
+interface Contestant {
+  id: ContestantId;
+  run(fx: Fixture, url: string): Promise<Omit<Sample, 'fixture' | 'contestant' | 'round' | 'order'>>;
+}
+
+function cutoverContestant(id: 'cutover' | 'cutover-dist', entry: string[], w: World, caFile: string): Contestant {
+  const { config, root } = writeConfig(w, caFile, id);
+  const syncLog = path.join(RUN, `${id}.sync.log`);
+  return {
+    id,
+    async run(fx) {
+      await fresh(root);
+      rmSync(syncLog, { force: true });
+      const m = await measure(NODE, [...entry, '--config', config, '--json', 'update', '--version', fx.version], {
+        env: { ...process.env, PATH: `${SHIM}:${process.env.PATH ?? ''}`, CUTOVER_PROG: 'demo', BENCH_SYNC_LOG: syncLog },
+        rssFile: path.join(RUN, `${id}.rss`),
+      });
+      checkCutover(id, m, fx, root);
+      return { wallMs: m.wallMs, peakRssKiB: m.peakRssKiB, phases: cutoverPhases(m, syncLog) };
+    },
+  };
+}
+
+function checkCutover(id: string, m: Measured, fx: Fixture, root: string): void {
+  if (m.code !== 0) throw new Error(`${id} update failed (exit ${m.code}):\n${m.stderr}`);
+  const r = JSON.parse(m.stdout) as { ok: boolean; extracted?: { files: number; bytes: number } };
+  if (!r.ok || r.extracted?.files !== fx.files || r.extracted.bytes !== fx.bytes) {
+    throw new Error(`${id} installed something unexpected: ${m.stdout}`);
+  }
+  const link = readlinkSync(path.join(root, 'current'));
+  if (link !== `releases/v${fx.version}`) throw new Error(`${id}: current -> ${link}`);
+}
+
+/** boot | index | download | verify | extract | sync | finish, from the step lines on stderr. */
+function cutoverPhases(m: Measured, syncLog: string): Record<string, number> {
+  const exit = m.startedAt + m.wallMs;
+  const fetching = lineAt(m.lines, 'Fetching release index');
+  const downloading = lineAt(m.lines, ': Downloading ');
+  const verifying = lineAt(m.lines, 'Verifying Sigstore signature');
+  const extracting = lineAt(m.lines, 'Extracting into staging');
+  const [syncStart, syncEnd] = readFileSync(syncLog, 'utf8').trim().split(/\s+/).map((s) => Number(s) * 1000);
+  const marks = [m.startedAt, fetching, downloading, verifying, extracting, syncStart, syncEnd, exit];
+  if (marks.some((x) => x === undefined || !Number.isFinite(x))) throw new Error(`cannot tell cutover's phases apart:\n${m.stderr}`);
+  const t = marks as number[];
+  const names = ['boot', 'index', 'download', 'verify', 'extract', 'sync', 'finish'];
+  return Object.fromEntries(names.map((n, i) => [n, (t[i + 1] as number) - (t[i] as number)]));
+}
+
+const BASELINE = `set -euo pipefail
+url=$1 ca=$2 sha=$3 root=$4 version=$5
+t() { echo "T $1 $EPOCHREALTIME" >&2; }
+file=$root/demo-$version.tar.gz
+staging=$root/releases/v$version
+t download; curl --cacert "$ca" -fsS -o "$file" "$url"
+t sha256; echo "$sha  $file" | sha256sum -c --status -
+t extract; mkdir "$staging"; tar xzf "$file" -C "$staging"
+t swap; ln -s "releases/v$version" "$root/current.new"; mv -T "$root/current.new" "$root/current"; rm -f "$file"
+t end
+`;
+
+function baselineContestant(caFile: string): Contestant {
+  const root = path.join(RUN, 'baseline');
+  return {
+    id: 'baseline',
+    async run(fx, url) {
+      await fresh(root);
+      mkdirSync(path.join(root, 'releases'), { recursive: true });
+      const m = await measure('bash', ['-c', BASELINE, 'baseline', url, caFile, fx.sha256, root, fx.version], {
+        rssFile: path.join(RUN, 'baseline.rss'),
+      });
+      if (m.code !== 0) throw new Error(`baseline failed (exit ${m.code}):\n${m.stderr}`);
+      if (!existsSync(path.join(root, 'current', 'release.json'))) throw new Error('baseline installed nothing');
+      const flushMs = await timed('sync', ['-f', root]);
+      return { wallMs: m.wallMs, peakRssKiB: m.peakRssKiB, phases: baselinePhases(m), flushMs };
+    },
+  };
+}
+
+function baselinePhases(m: Measured): Record<string, number> {
+  const stamps = new Map<string, number>();
+  for (const l of m.lines) {
+    const r = /^T (\S+) (\S+)$/.exec(l.text);
+    if (r) stamps.set(r[1] as string, Number(r[2]) * 1000);
+  }
+  const order = ['download', 'sha256', 'extract', 'swap', 'end'];
+  const t = [m.startedAt, ...order.map((k) => stamps.get(k)), m.startedAt + m.wallMs];
+  if (t.some((x) => x === undefined)) throw new Error(`cannot tell the baseline's phases apart:\n${m.stderr}`);
+  const names = ['boot', 'download', 'sha256', 'extract', 'swap', 'exit'];
+  return Object.fromEntries(names.map((n, i) => [n, (t[i + 1] as number) - (t[i] as number)]));
+}
+
+/** Remove a previous install and flush everything, so the timed run starts from a clean page cache. */
+async function fresh(root: string): Promise<void> {
+  rmSync(root, { recursive: true, force: true });
+  await timed('sync', []);
+}
+
+// ---- runs ----
+
+async function runRounds(fx: Fixture, url: string, contestants: Contestant[], rounds: number): Promise<Sample[]> {
+  const samples: Sample[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const order = contestants.map((_, i) => contestants[(i + round) % contestants.length] as Contestant);
+    for (const [pos, c] of order.entries()) {
+      const s = await c.run(fx, url);
+      samples.push({ fixture: fx.name, contestant: c.id, round, order: pos, ...s });
+      log(`${fx.name} round ${round + 1}/${rounds} ${c.id.padEnd(12)} ${secs(s.wallMs)}  ${mib(s.peakRssKiB)}`);
+    }
+  }
+  for (const c of contestants) rmSync(path.join(RUN, c.id), { recursive: true, force: true });
+  return samples;
+}
+
+/** Peak RSS of a run that loads everything and does nothing heavy (`status`): the floor. */
+async function rssFloor(entry: string[], config: string, id: string): Promise<number> {
+  const xs: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const m = await measure(NODE, [...entry, '--config', config, 'status'], {
+      env: { ...process.env, CUTOVER_PROG: 'demo' },
+      rssFile: path.join(RUN, `${id}.floor.rss`),
+    });
+    xs.push(m.peakRssKiB);
+  }
+  return median(xs);
+}
+
+async function profileRun(fx: Fixture, entry: string[], config: string, root: string): Promise<string> {
+  const dir = path.join(WORK, 'prof', fx.name);
+  rmSync(dir, { recursive: true, force: true });
+  await fresh(root);
+  const m = await measure(NODE, ['--cpu-prof', '--cpu-prof-dir', dir, ...entry, '--config', config, 'update', '--version', fx.version], {
+    env: { ...process.env, CUTOVER_PROG: 'demo' },
+    rssFile: path.join(RUN, 'profile.rss'),
+  });
+  if (m.code !== 0) throw new Error(`profiled update failed:\n${m.stderr}`);
+  rmSync(root, { recursive: true, force: true });
+  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+  if (!file) throw new Error(`no .cpuprofile in ${dir}`);
+  return summariseProfile(path.join(dir, file), fx.name, m.wallMs);
+}
+
+// ---- report ----
+
+interface FixtureSummary {
+  fixture: string;
+  files: number;
+  unpackedBytes: number;
+  archiveBytes: number;
+  rounds: number;
+  medianWallMs: Record<string, number>;
+  medianRatio: Record<string, number>;
+  ratioOfMedians: Record<string, number>;
+  peakRssMedianKiB: Record<string, number>;
+  peakRssMaxKiB: Record<string, number>;
+  medianPhasesMs: Record<string, Record<string, number>>;
+  baselineFlushMedianMs: number;
+}
+
+function summarise(fx: Fixture, samples: Sample[], ids: ContestantId[], rounds: number): FixtureSummary {
+  const of = (id: ContestantId): Sample[] => samples.filter((s) => s.contestant === id);
+  const base = of('baseline');
+  const byRound = new Map(base.map((s) => [s.round, s.wallMs]));
+  const pick = <T>(f: (id: ContestantId) => T): Record<string, T> => Object.fromEntries(ids.map((id) => [id, f(id)]));
+  return {
+    fixture: fx.name,
+    files: fx.files,
+    unpackedBytes: fx.bytes,
+    archiveBytes: fx.size,
+    rounds,
+    medianWallMs: pick((id) => median(of(id).map((s) => s.wallMs))),
+    medianRatio: pick((id) => median(of(id).map((s) => s.wallMs / (byRound.get(s.round) ?? NaN)))),
+    ratioOfMedians: pick((id) => median(of(id).map((s) => s.wallMs)) / median(base.map((s) => s.wallMs))),
+    peakRssMedianKiB: pick((id) => median(of(id).map((s) => s.peakRssKiB))),
+    peakRssMaxKiB: pick((id) => max(of(id).map((s) => s.peakRssKiB))),
+    medianPhasesMs: pick((id) => {
+      const ss = of(id);
+      const names = Object.keys(ss[0]?.phases ?? {});
+      return Object.fromEntries(names.map((n) => [n, median(ss.map((s) => s.phases[n] ?? NaN))]));
+    }),
+    baselineFlushMedianMs: median(base.map((s) => s.flushMs ?? NaN)),
+  };
+}
+
+function render(summaries: FixtureSummary[], samples: Sample[], floors: Record<string, number>): string {
+  const out: string[] = [];
+  for (const s of summaries) {
+    const ids = Object.keys(s.medianWallMs) as ContestantId[];
+    const walls = (id: ContestantId): number[] => samples.filter((x) => x.fixture === s.fixture && x.contestant === id).map((x) => x.wallMs);
+    out.push(
+      `\n${s.fixture}: ${s.files} files, ${mb(s.unpackedBytes)} unpacked, ${mb(s.archiveBytes)} archive, ${s.rounds} rounds`,
+      table(
+        ['', 'median wall', 'min..max', 'ratio vs baseline', 'peak RSS median', 'peak RSS max'],
+        ids.map((id) => [
+          id,
+          secs(s.medianWallMs[id] ?? NaN),
+          `${secs(min(walls(id)))}..${secs(max(walls(id)))}`,
+          id === 'baseline' ? '1' : `${(s.medianRatio[id] ?? NaN).toFixed(2)} (of medians ${(s.ratioOfMedians[id] ?? NaN).toFixed(2)})`,
+          mib(s.peakRssMedianKiB[id] ?? NaN),
+          mib(s.peakRssMaxKiB[id] ?? NaN),
+        ]),
+      ),
+      `baseline + its deferred flush (sync -f after it exits): ${secs((s.medianWallMs.baseline ?? NaN) + s.baselineFlushMedianMs)} ` +
+        `(flush ${secs(s.baselineFlushMedianMs)}); cutover / that: ${((s.medianWallMs.cutover ?? NaN) / ((s.medianWallMs.baseline ?? NaN) + s.baselineFlushMedianMs)).toFixed(2)}`,
+      'median phases:',
+      ...ids.map(
+        (id) =>
+          `  ${id.padEnd(12)} ${Object.entries(s.medianPhasesMs[id] ?? {})
+            .map(([k, v]) => `${k} ${(v / 1000).toFixed(2)}`)
+            .join(' | ')}`,
+      ),
+    );
+  }
+  out.push(`\nRSS floor (\`status\`: all modules loaded, no work): ${Object.entries(floors).map(([k, v]) => `${k} ${mib(v)}`).join(', ')}`);
+  out.push('\ntargets');
+  const verdict = (ok: boolean): string => (ok ? 'PASS' : 'MISS');
+  for (const s of summaries) {
+    for (const id of Object.keys(s.medianRatio).filter((k) => k !== 'baseline')) {
+      const r = s.medianRatio[id] ?? NaN;
+      const rss = s.peakRssMaxKiB[id] ?? NaN;
+      out.push(`  ${verdict(r <= TARGET_RATIO)}  ${s.fixture} ${id}: median wall ratio ${r.toFixed(2)} (target <= ${TARGET_RATIO.toFixed(1)})`);
+      out.push(`  ${verdict(rss <= TARGET_RSS_KIB)}  ${s.fixture} ${id}: peak RSS max ${mib(rss)} (target <= ${mib(TARGET_RSS_KIB)})`);
+    }
+  }
+  const small = summaries.find((s) => s.fixture === 'nm');
+  const big = summaries.find((s) => s.fixture === 'big');
+  if (small && big) {
+    for (const id of Object.keys(big.peakRssMedianKiB).filter((k) => k !== 'baseline')) {
+      const growth = (big.peakRssMedianKiB[id] ?? NaN) - (small.peakRssMedianKiB[id] ?? NaN);
+      out.push(
+        `  ${verdict(growth <= RSS_GROWTH_SLACK_KIB)}  ${id}: peak RSS growth nm -> big ${mib(growth)} ` +
+          `(target: not growing, <= ${mib(RSS_GROWTH_SLACK_KIB)} slack)`,
+      );
+    }
+  }
+  return out.join('\n');
+}
+
+// ---- main ----
+
+async function main(): Promise<void> {
+  const opts = readOptions();
+  mkdirSync(RUN, { recursive: true });
+  writeSyncShim();
+  const recipes = opts.only ? [RECIPES[opts.only]] : [RECIPES.nm, RECIPES.big];
+  const fixtures: Fixture[] = [];
+  for (const r of recipes) fixtures.push(await ensureFixture(r, WORK, REPO, log));
+  const source = sourceTree(opts.workingTree);
+  log(`benchmarking cutover from ${source.label}`);
+  const distEntry = opts.dist ? buildDist(source.dir) : undefined;
+  if (opts.dist && !distEntry) log('no dist/cli/run.js after tsc; skipping cutover-dist');
+
+  const w = await World.create();
+  try {
+    const caFile = path.join(w.dir, 'ca', 'ca.pem');
+    const urls = new Map<string, string>();
+    for (const fx of fixtures) urls.set(fx.name, await publish(w, fx));
+    const tsEntry = ['--disable-warning=ExperimentalWarning', path.join(source.dir, 'src', 'cli', 'run.ts')];
+    const contestants: Contestant[] = [cutoverContestant('cutover', tsEntry, w, caFile)];
+    if (distEntry) contestants.push(cutoverContestant('cutover-dist', [distEntry], w, caFile));
+    contestants.push(baselineContestant(caFile));
+    const ids = contestants.map((c) => c.id);
+
+    const samples: Sample[] = [];
+    const summaries: FixtureSummary[] = [];
+    for (const fx of fixtures) {
+      const rounds = fx.name === 'big' ? opts.bigRounds : opts.rounds;
+      log(`${fx.name}: ${fx.files} files, ${mb(fx.bytes)} unpacked, ${mb(fx.size)} archive; ${rounds} rounds of ${ids.join(', ')}`);
+      const got = await runRounds(fx, urls.get(fx.name) as string, contestants, rounds);
+      samples.push(...got);
+      summaries.push(summarise(fx, got, ids, rounds));
+    }
+
+    const floors: Record<string, number> = {};
+    floors.cutover = await rssFloor(tsEntry, writeConfig(w, caFile, 'floor-ts').config, 'floor-ts');
+    if (distEntry) floors['cutover-dist'] = await rssFloor([distEntry], writeConfig(w, caFile, 'floor-dist').config, 'floor-dist');
+
+    const profiles: string[] = [];
+    if (opts.profile) {
+      const { config, root } = writeConfig(w, caFile, 'profile');
+      for (const fx of fixtures) profiles.push(await profileRun(fx, tsEntry, config, root));
+    }
+
+    const report = render(summaries, samples, floors);
+    process.stdout.write(
+      `\ncutover update benchmark: ${source.label}; ${os.cpus().length} CPUs, Node ${process.version}, Linux ${os.release()}${report}\n`,
+    );
+    if (profiles.length) process.stdout.write(`\n${profiles.join('\n\n')}\n`);
+    process.stdout.write(
+      '\nnote: cutover also fetches the index and bundle, verifies the Sigstore signature, checks every entry and\n' +
+        'syncs the tree (sync -f) before the swap; the baseline does none of that.\n',
+    );
+    const results = { at: new Date().toISOString(), source: source.label, machine: machine(), options: opts, fixtures, floors, summaries, samples };
+    writeFileSync(path.join(WORK, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+    log(`results written to ${path.relative(REPO, path.join(WORK, 'results.json'))}`);
+  } finally {
+    await w.close();
+    rmSync(RUN, { recursive: true, force: true });
+  }
+}
+
+function machine(): Record<string, unknown> {
+  return { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memBytes: os.totalmem(), node: process.version, kernel: os.release() };
+}
+
+await main();

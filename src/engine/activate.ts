@@ -1,0 +1,137 @@
+import type { Config } from '../config/config.ts';
+import { formatDuration } from '../config/duration.ts';
+import { CutoverError } from '../errors.ts';
+import { healthGate, type GateResult } from '../health/probe.ts';
+import type { Layout } from '../layout/paths.ts';
+import type { RestartOutcome } from '../service/systemd.ts';
+import { writeState, type State } from '../state/state.ts';
+import type { Services } from './services.ts';
+import { switchTo } from './switch.ts';
+
+export interface Activation {
+  ok: boolean;
+  /** The unit that failed to start, or the health gate's last verdict. */
+  reason: string;
+  restarted: string[];
+  gate?: GateResult;
+  ms: number;
+}
+
+/** How long one unit may take to (re)start before cutover gives up on it. */
+function restartTimeout(config: Config): number {
+  return Math.max(30_000, config.health?.timeoutMs ?? 90_000);
+}
+
+export function journalHint(config: Config): string {
+  return `journalctl ${config.service.units.map((u) => `-u ${u}`).join(' ')} --since "-15min"`;
+}
+
+/**
+ * Restart the units in order, each waited for, then run the health gate against `version`.
+ * Never throws for an unhealthy release: the caller decides what to do about it.
+ */
+export async function activate(config: Config, services: Services, version: string, signal: AbortSignal): Promise<Activation> {
+  const started = Date.now();
+  const restarted: string[] = [];
+  const { reporter, serviceManager } = services;
+  for (const unit of config.service.units) {
+    signal.throwIfAborted();
+    reporter.step(`Restarting ${unit}`);
+    const r: RestartOutcome = await serviceManager.restart(unit, restartTimeout(config));
+    if (!r.ok) return { ok: false, reason: `${unit} ${r.reason}`, restarted, ms: Date.now() - started };
+    restarted.push(unit);
+  }
+  if (!config.health) return { ok: true, reason: 'ok', restarted, ms: Date.now() - started };
+  const h = config.health;
+  reporter.step(`Checking health at ${h.url.href} (${h.successes} good answers in a row within ${formatDuration(h.timeoutMs)})`);
+  let crashed: string | undefined;
+  const watch = new AbortController();
+  const gateSignal = AbortSignal.any([signal, watch.signal]);
+  let gate: GateResult;
+  try {
+    gate = await healthGate(h, h.expectVersion ? version : undefined, {
+      signal: gateSignal,
+      onProbe: (p, streak) => {
+        if (!p.ok) reporter.step(`  health: ${p.reason}`);
+        else if (streak === 1 || streak === h.successes) reporter.step(`  health: ok (${streak}/${h.successes})`);
+        // A unit that crash-looped into its start limit will not come back: stop waiting.
+        void checkUnits(config, services).then((bad) => {
+          if (bad && !crashed) {
+            crashed = bad;
+            watch.abort();
+          }
+        });
+      },
+    });
+  } catch (e) {
+    if (crashed && !signal.aborted) {
+      return { ok: false, reason: crashed, restarted, ms: Date.now() - started };
+    }
+    throw e;
+  }
+  if (!gate.healthy) {
+    const why = crashed ?? `health check failed: ${gate.last?.reason ?? 'no answer'} (after ${gate.probes} probes in ${formatDuration(gate.ms)})`;
+    return { ok: false, reason: why, restarted, gate, ms: Date.now() - started };
+  }
+  return { ok: true, reason: 'ok', restarted, gate, ms: Date.now() - started };
+}
+
+async function checkUnits(config: Config, services: Services): Promise<string | undefined> {
+  for (const unit of config.service.units) {
+    const s = await services.serviceManager.state(unit).catch(() => undefined);
+    if (s && s.activeState === 'failed') return `${unit} failed (result: ${s.result}${s.nRestarts ? `, ${s.nRestarts} restarts` : ''})`;
+  }
+  return undefined;
+}
+
+/**
+ * The new release is bad: switch back, clear the units' failed state, restart them on the
+ * previous release and check its health. Throws E_UNHEALTHY (8) when the previous release is
+ * healthy again, E_ROLLBACK_FAILED (9) when not, each saying exactly where things stand.
+ */
+export async function rollBackUnhealthy(
+  config: Config,
+  services: Services,
+  layout: Layout,
+  state: State,
+  bad: string,
+  good: string | null,
+  why: string,
+  previousBefore: string | null,
+  opts: { markBad: boolean } = { markBad: true },
+): Promise<never> {
+  const { reporter } = services;
+  const logs = journalHint(config);
+  if (opts.markBad && !state.bad.includes(bad)) state.bad.push(bad);
+  await writeState(layout, state);
+  if (good === null) {
+    throw new CutoverError('E_ROLLBACK_FAILED', `v${bad} is unhealthy (${why}) and there is no previous release to return to; current stays on v${bad}`, {
+      hint: `read \`${logs}\`, fix the cause, then install a good release with \`update --version\``,
+      details: { bad, current: bad, reason: why },
+    });
+  }
+  reporter.warn(`v${bad} is unhealthy: ${why}; rolling back to v${good}`);
+  // Rolling back must not be cut short by the signal that may have caused it.
+  const never = new AbortController().signal;
+  await switchTo(layout, state, bad, good, 'rollback', services, { activating: true });
+  state.previous = previousBefore;
+  await writeState(layout, state);
+  for (const unit of config.service.units) await services.serviceManager.resetFailed(unit);
+  const again = await activate(config, services, good, never);
+  state.pending = null;
+  await writeState(layout, state);
+  if (!again.ok) {
+    throw new CutoverError(
+      'E_ROLLBACK_FAILED',
+      `v${bad} was unhealthy (${why}); current was switched back to v${good}, but v${good} is not healthy either: ${again.reason}`,
+      {
+        hint: `current points at releases/v${good}; units: ${config.service.units.join(', ')}; read \`${logs}\` and fix by hand, then \`systemctl restart\` them`,
+        details: { bad, current: good, reason: why, rollbackReason: again.reason },
+      },
+    );
+  }
+  throw new CutoverError('E_UNHEALTHY', `v${bad} was unhealthy (${why}); rolled back to v${good}, which is healthy again`, {
+    hint: `${opts.markBad ? `v${bad} is marked bad and will not be installed automatically; its` : 'the'} logs: \`${logs}\``,
+    details: { bad, current: good, reason: why },
+  });
+}
