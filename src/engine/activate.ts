@@ -111,6 +111,7 @@ export async function rollBackUnhealthy(
     });
   }
   reporter.warn(`v${bad} is unhealthy: ${why}; rolling back to v${good}`);
+  const rollbackStarted = Date.now();
   // Rolling back must not be cut short by the signal that may have caused it.
   const never = new AbortController().signal;
   await switchTo(layout, state, bad, good, 'rollback', services, { activating: true });
@@ -120,18 +121,19 @@ export async function rollBackUnhealthy(
   const again = await activate(config, services, good, never);
   state.pending = null;
   await writeState(layout, state);
+  const rollbackMs = Date.now() - rollbackStarted;
   if (!again.ok) {
     throw new CutoverError(
       'E_ROLLBACK_FAILED',
       `v${bad} was unhealthy (${why}); current was switched back to v${good}, but v${good} is not healthy either: ${again.reason}`,
       {
         hint: `current points at releases/v${good}; units: ${config.service.units.join(', ')}; read \`${logs}\` and fix by hand, then \`systemctl restart\` them`,
-        details: { bad, current: good, reason: why, rollbackReason: again.reason },
+        details: { bad, current: good, reason: why, rollbackReason: again.reason, rollbackMs },
       },
     );
   }
-  throw new CutoverError('E_UNHEALTHY', `v${bad} was unhealthy (${why}); rolled back to v${good}, which is healthy again`, {
+  throw new CutoverError('E_UNHEALTHY', `v${bad} was unhealthy (${why}); rolled back to v${good}, which is healthy again (in ${formatDuration(rollbackMs)})`, {
     hint: `${opts.markBad ? `v${bad} is marked bad and will not be installed automatically; its` : 'the'} logs: \`${logs}\``,
-    details: { bad, current: good, reason: why },
+    details: { bad, current: good, reason: why, rollbackMs },
   });
 }

@@ -183,7 +183,8 @@ test('archives made by GNU tar (./ prefix, GNU long names) unpack', async (t) =>
     await mkdir(deep, { recursive: true });
     await writeFile(path.join(deep, 'b'.repeat(120)), 'long');
     await mkdir(path.join(src, 'bin'));
-    await writeFile(path.join(src, 'bin', 'demo'), '#!/bin/sh\n', { mode: 0o755 });
+    await writeFile(path.join(src, 'bin', 'demo'), '#!/bin/sh\n');
+    fs.chmodSync(path.join(src, 'bin', 'demo'), 0o755);
     fs.symlinkSync('demo', path.join(src, 'bin', 'demo-link'));
     fs.chmodSync(src, 0o755);
     const out = path.join(src, '..', `${path.basename(src)}.tar.gz`);

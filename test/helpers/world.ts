@@ -56,8 +56,11 @@ export class World {
     this.caFile = caFile;
   }
 
-  static async create(): Promise<World> {
-    const dir = mkdtempSync(path.join(tmpdir(), 'cutover-world-'));
+  /** How the CLI is run; tests with a namespaced systemd run it inside the namespace. */
+  runner: ((args: string[], env: NodeJS.ProcessEnv) => Promise<RunResult>) | undefined;
+
+  static async create(opts: { base?: string } = {}): Promise<World> {
+    const dir = mkdtempSync(path.join(opts.base ?? tmpdir(), 'cutover-world-'));
     mkdirSync(path.join(dir, 'ca'));
     const ca = makeTestCA(path.join(dir, 'ca'));
     const server = await new ReleaseServer(ca).start();
@@ -91,7 +94,8 @@ ${extra.trust ?? ''}
   }
 
   async publish(version: string, opts: PublishOptions = {}): Promise<Buffer> {
-    const archive = opts.archive ?? makeRelease({ name: 'demo', version, files: opts.files ?? { 'bin/demo': `#!/bin/sh\necho demo ${version}\n` } });
+    const archive =
+      opts.archive ?? makeRelease({ name: 'demo', version, files: opts.files ?? { 'bin/demo': `#!/bin/sh\necho demo ${version}\n` } });
     let signer = this.sigstore;
     if (opts.untrusted) {
       this.other ??= await startSigstore();
@@ -130,6 +134,7 @@ ${extra.trust ?? ''}
   }
 
   run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
+    if (this.runner) return this.runner(['--config', this.configFile, ...args], env);
     return runCli(['--config', this.configFile, ...args], env);
   }
 

@@ -1,0 +1,299 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { acquireLock } from '../../src/state/lock.ts';
+import { CLI, REPO } from '../helpers/cli.ts';
+import { startSystemd, systemdAvailable, type Systemd } from '../helpers/systemd.ts';
+import { lastLine, World } from '../helpers/world.ts';
+
+const APP = readFileSync(path.join(REPO, 'test', 'fixtures', 'demo-app', 'server.mjs'), 'utf8');
+const NODE_FLAGS = ['--disable-warning=ExperimentalWarning'];
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** The units from systemd/, pointed at this test's root, port and Node. */
+function unitFrom(file: string, root: string, port: number): string {
+  return readFileSync(path.join(REPO, 'systemd', file), 'utf8')
+    .replaceAll('/opt/demo', root)
+    .replaceAll('/usr/bin/node', process.execPath)
+    .replace('Environment=PORT=9007', `Environment=PORT=${port}`)
+    .replace(/^(User|Group)=.*$/gm, '');
+}
+
+async function health(port: number): Promise<{ status: number; version?: string } | null> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(1000) });
+    const body = (await res.json().catch(() => ({}))) as { version?: string };
+    return { status: res.status, ...(body.version ? { version: body.version } : {}) };
+  } catch {
+    return null;
+  }
+}
+
+const avail = systemdAvailable();
+
+describe('services: ordered restarts, health gate, automatic rollback, daemon (real systemd)', { skip: avail.ok ? false : avail.why }, () => {
+  let sd: Systemd;
+  let w: World;
+  let port = 0;
+  const release = (version: string, behaviour?: object) =>
+    w.publish(version, { files: { 'server.mjs': APP, ...(behaviour ? { 'behaviour.json': JSON.stringify(behaviour) } : {}) } });
+  const current = () => readlinkSync(path.join(w.root, 'current'));
+  const state = () => JSON.parse(readFileSync(path.join(w.root, '.cutover', 'state.json'), 'utf8')) as { bad: string[]; pending: unknown; previous: string | null };
+
+  before(async () => {
+    sd = await startSystemd();
+    w = await World.create({ base: sd.workDir });
+    w.runner = (args, env) => sd.exec(process.execPath, [...NODE_FLAGS, CLI, ...args], { env: { CUTOVER_PROG: 'demo', ...(env as Record<string, string>) }, timeoutMs: 120_000 });
+    port = await freePort();
+    w.writeConfig({
+      top: `[service]
+units = ["demo.service", "demo-worker.service"]
+
+[health]
+url = "http://127.0.0.1:${port}/health"
+timeout = "8s"
+interval = "200ms"
+successes = 3
+probe_timeout = "1s"
+
+[daemon]
+interval = "10s"
+auto = "patch"
+`,
+    });
+    sd.writeUnit('demo.service', unitFrom('demo.service', w.root, port));
+    sd.writeUnit('demo-worker.service', unitFrom('demo-worker.service', w.root, port));
+    await sd.daemonReload();
+    await release('1.0.0');
+    const r = await w.run(['update', '--version', '1.0.0']);
+    assert.equal(r.code, 0, r.stderr);
+  });
+  after(async () => {
+    await sd?.stop();
+    await w?.close();
+  });
+
+  test('a good update restarts the units in order and passes the health gate', async () => {
+    await release('1.1.0');
+    const before = await sd.show('demo.service', ['MainPID']);
+    const started = Date.now();
+    const r = await w.run(['update', '--version', '1.1.0', '--json']);
+    const ms = Date.now() - started;
+    assert.equal(r.code, 0, r.stderr);
+    const order = [...r.stderr.matchAll(/Restarting (\S+)/g)].map((m) => m[1]);
+    assert.deepEqual(order, ['demo.service', 'demo-worker.service']);
+    assert.match(r.stderr, /health: ok \(3\/3\)/);
+    const app = await sd.show('demo.service', ['ActiveState', 'MainPID', 'ActiveEnterTimestampMonotonic']);
+    const worker = await sd.show('demo-worker.service', ['ActiveState', 'ActiveEnterTimestampMonotonic']);
+    assert.equal(app.ActiveState, 'active');
+    assert.equal(worker.ActiveState, 'active');
+    assert.notEqual(app.MainPID, before.MainPID);
+    assert.ok(Number(app.ActiveEnterTimestampMonotonic) < Number(worker.ActiveEnterTimestampMonotonic), 'app up before worker');
+    assert.deepEqual(await health(port), { status: 200, version: '1.1.0' });
+    assert.equal(state().pending, null);
+    console.log(`# measured: update start to healthy ${ms} ms (CLI wall time, includes download and verification)`);
+  });
+
+  async function expectRolledBack(version: string, reason: RegExp): Promise<void> {
+    const r = await w.run(['update', '--version', version, '--json']);
+    assert.equal(r.code, 8, r.stderr);
+    const line = r.stderr.trim().split('\n').pop() ?? '';
+    assert.match(line, new RegExp(`E_UNHEALTHY: v${version.replaceAll('.', '\\.')} was unhealthy`));
+    assert.match(line, reason);
+    assert.match(line, /rolled back to v1\.1\.0, which is healthy again/);
+    assert.match(line, /journalctl -u demo\.service -u demo-worker\.service/);
+    const err = JSON.parse(lastLine(r.stdout)) as { error: { details: { rollbackMs: number } } };
+    console.log(`# measured: failed gate to previous release healthy: ${err.error.details.rollbackMs} ms (v${version})`);
+    assert.equal(current(), 'releases/v1.1.0');
+    assert.deepEqual(await health(port), { status: 200, version: '1.1.0' });
+    assert.equal((await sd.show('demo.service', ['ActiveState'])).ActiveState, 'active');
+    assert.ok(state().bad.includes(version), 'marked bad');
+    assert.equal(state().pending, null);
+    assert.equal(state().previous, '1.0.0', 'rollback target unchanged by the failed attempt');
+  }
+
+  test('a release whose unit crash-loops is rolled back', async () => {
+    await release('1.2.0', { crash: true });
+    await expectRolledBack('1.2.0', /demo\.service/);
+  });
+
+  test('a release whose health answers 500 is rolled back', async () => {
+    await release('1.2.1', { health: 500 });
+    await expectRolledBack('1.2.1', /HTTP 500/);
+  });
+
+  test('a release whose health endpoint hangs is rolled back', async () => {
+    await release('1.2.2', { hang: true });
+    await expectRolledBack('1.2.2', /no answer within/);
+  });
+
+  test('rollback restarts the units and checks health; update goes forward again', async () => {
+    let r = await w.run(['rollback']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /Restarting demo\.service/);
+    assert.deepEqual(await health(port), { status: 200, version: '1.0.0' });
+    r = await w.run(['update', '--version', '1.1.0']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await health(port), { status: 200, version: '1.1.0' });
+  });
+
+  test('pre-flight: an unhealthy deployment is not updated unless --force', async () => {
+    await release('1.1.1');
+    assert.equal((await sd.systemctl(['stop', 'demo.service'])).code, 0);
+    const r = await w.run(['update', '--version', '1.1.1']);
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /E_PREFLIGHT: the current release v1\.1\.0 is not healthy/);
+    assert.equal(current(), 'releases/v1.1.0');
+    const forced = await w.run(['update', '--version', '1.1.1', '--force']);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.deepEqual(await health(port), { status: 200, version: '1.1.1' });
+    assert.equal((await w.run(['rollback', '--to', 'v1.1.0'])).code, 0);
+  });
+
+  test('--no-restart switches only the pointer', async () => {
+    const pid = (await sd.show('demo.service', ['MainPID'])).MainPID;
+    const r = await w.run(['update', '--version', '1.1.1', '--no-restart']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(current(), 'releases/v1.1.1');
+    assert.equal((await sd.show('demo.service', ['MainPID'])).MainPID, pid);
+    assert.deepEqual(await health(port), { status: 200, version: '1.1.0' });
+    assert.equal((await w.run(['rollback', '--to', 'v1.1.0'])).code, 0);
+    assert.deepEqual(await health(port), { status: 200, version: '1.1.0' });
+  });
+
+  test('SIGTERM during the health gate rolls back; nothing half-switched', async () => {
+    await release('1.1.2', { hang: true });
+    const s = sd.spawn(process.execPath, [...NODE_FLAGS, CLI, '--config', w.configFile, 'update', '--version', '1.1.2'], { env: { CUTOVER_PROG: 'demo' } });
+    for (let i = 0; i < 200 && !/Checking health/.test(s.output().stderr); i++) await sleep(50);
+    await s.kill('SIGTERM');
+    const r = await s.done;
+    assert.equal(r.code, 8, r.stderr);
+    assert.match(r.stderr, /interrupted by SIGTERM/);
+    assert.equal(current(), 'releases/v1.1.0');
+    assert.deepEqual(await health(port), { status: 200, version: '1.1.0' });
+    assert.ok(!state().bad.includes('1.1.2'), 'an interrupted release is not marked bad');
+  });
+
+  test('SIGKILL after the switch: the next run undoes it from the recorded state', async () => {
+    const s = sd.spawn(process.execPath, [...NODE_FLAGS, CLI, '--config', w.configFile, 'update', '--version', '1.1.2'], { env: { CUTOVER_PROG: 'demo' } });
+    for (let i = 0; i < 200 && !/Checking health/.test(s.output().stderr); i++) await sleep(50);
+    await s.kill('SIGKILL');
+    await s.done;
+    assert.equal(current(), 'releases/v1.1.2', 'killed after switching');
+    const r = await w.run(['status']);
+    assert.equal(r.code, 0);
+    const g = await w.run(['gc']);
+    assert.equal(g.code, 0, g.stderr);
+    assert.match(g.stderr, /never saw it healthy; returning to v1\.1\.0/);
+    assert.equal(current(), 'releases/v1.1.0');
+    assert.deepEqual(await health(port), { status: 200, version: '1.1.0' });
+    assert.equal(state().pending, null);
+  });
+
+  describe('the daemon', () => {
+    const daemonUnit = () =>
+      readFileSync(path.join(REPO, 'systemd', 'cutover-daemon.service'), 'utf8')
+        .replace(/^ExecStart=.*$/m, `ExecStart=${process.execPath} ${NODE_FLAGS.join(' ')} ${CLI} --config ${w.configFile} daemon`)
+        .replace('ReadWritePaths=/opt/demo', `ReadWritePaths=${w.root}`)
+        .replace('WatchdogSec=60', 'WatchdogSec=3')
+        .replace('RestartSec=30', 'RestartSec=1')
+        .concat(`Environment=CUTOVER_PROG=demo\nEnvironment=PATH=${path.dirname(process.execPath)}:/usr/sbin:/usr/bin:/sbin:/bin\n`);
+
+    test('READY, STATUS and WATCHDOG through systemctl; applies a patch release, leaves a major one', async () => {
+      await release('1.1.3');
+      await release('2.0.0');
+      sd.writeUnit('demo-updater.service', daemonUnit());
+      await sd.daemonReload();
+      const start = await sd.systemctl(['start', 'demo-updater.service']);
+      assert.equal(start.code, 0, start.stderr);
+      const shown = await sd.show('demo-updater.service', ['ActiveState', 'SubState', 'WatchdogUSec', 'StatusText', 'Type']);
+      assert.equal(shown.ActiveState, 'active', 'READY=1 received');
+      assert.equal(shown.WatchdogUSec, '3s');
+      const status = await sd.waitFor('demo-updater.service', (p) => /installed v1\.1\.3/.test(p.StatusText), 60_000);
+      assert.match(status.StatusText, /current v1\.1\.3; last check \S+: installed v1\.1\.3; next check \S+/);
+      assert.equal(current(), 'releases/v1.1.3');
+      assert.deepEqual(await health(port), { status: 200, version: '1.1.3' });
+      // Alive past two watchdog periods: it pings.
+      const pid = (await sd.show('demo-updater.service', ['MainPID'])).MainPID;
+      await sleep(7000);
+      const later = await sd.show('demo-updater.service', ['ActiveState', 'MainPID', 'NRestarts']);
+      assert.equal(later.ActiveState, 'active');
+      assert.equal(later.MainPID, pid);
+      assert.equal(later.NRestarts, '0');
+      if (sd.journald) {
+        const log = await sd.journal('demo-updater.service');
+        assert.match(log, /v2\.0\.0 is available \(major update\); daemon\.auto = "patch" leaves it to a manual `update`/);
+      }
+      assert.notEqual(current(), 'releases/v2.0.0');
+      const check = await w.run(['check', '--json']);
+      assert.equal(check.code, 0, check.stderr);
+      const c = JSON.parse(lastLine(check.stdout)) as { available: boolean; newest: string; daemon: string };
+      assert.equal(c.newest, '2.0.0');
+      assert.equal(c.available, true);
+      assert.equal(c.daemon, 'none');
+    });
+
+    test('the lock is shared: the daemon skips while the CLI works, the CLI gets 7 while the daemon works', async () => {
+      // CLI (here: the test holding the same flock) works → the daemon's round is skipped.
+      const lock = acquireLock(path.join(w.root, '.cutover', 'lock'), 'update');
+      try {
+        await release('1.1.4');
+        await sd.systemctl(['restart', 'demo-updater.service']);
+        const st = await sd.waitFor('demo-updater.service', (p) => /another operation holds the lock/.test(p.StatusText), 30_000);
+        assert.match(st.StatusText, /skipped: another operation holds the lock/);
+        assert.equal(current(), 'releases/v1.1.3');
+      } finally {
+        lock.release();
+      }
+      // The daemon works (a slow download) → a manual update exits 7 at once.
+      w.fault('demo-1.1.4.tar.gz', { kind: 'trickle', intervalMs: 2 });
+      await sd.systemctl(['restart', 'demo-updater.service']);
+      mkdirSync(path.join(w.dir, 'x'), { recursive: true });
+      let r;
+      for (let i = 0; i < 100; i++) {
+        r = await w.run(['update', '--version', '1.1.4']);
+        if (r.code === 7) break;
+        await sleep(100);
+      }
+      assert.equal(r?.code, 7, r?.stderr);
+      assert.match(r?.stderr ?? '', /E_LOCKED: another cutover operation holds .*\(pid \d+, update since/);
+      w.clearFaults();
+      await sd.waitFor('demo-updater.service', (p) => /installed v1\.1\.4/.test(p.StatusText), 90_000);
+    });
+
+    test('STOPPING on shutdown, clean exit', async () => {
+      const stop = await sd.systemctl(['stop', 'demo-updater.service']);
+      assert.equal(stop.code, 0, stop.stderr);
+      const s = await sd.show('demo-updater.service', ['ActiveState', 'Result']);
+      assert.equal(s.ActiveState, 'inactive');
+      assert.equal(s.Result, 'success');
+      if (sd.journald) assert.match(await sd.journal('demo-updater.service'), /stopping/);
+    });
+  });
+
+  test('an old process that keeps answering on the port fails the gate', async () => {
+    // The classic: the server is a child that survives its unit's restart (KillMode=process).
+    mkdirSync(path.join(sd.unitDir, 'demo.service.d'), { recursive: true });
+    writeFileSync(path.join(sd.unitDir, 'demo.service.d', 'leak.conf'), '[Service]\nKillMode=process\n');
+    await sd.daemonReload();
+    await release('1.1.5', { leak: true });
+    let r = await w.run(['update', '--version', '1.1.5']);
+    assert.equal(r.code, 0, r.stderr);
+    await release('1.1.6', { retryBind: true });
+    r = await w.run(['update', '--version', '1.1.6']);
+    assert.equal(r.code, 8, r.stderr);
+    assert.match(r.stderr, /reports version 1\.1\.5, expected 1\.1\.6/);
+    assert.equal(current(), 'releases/v1.1.5');
+    await sd.systemctl(['kill', '--kill-who=all', '--signal=SIGKILL', 'demo.service']);
+  });
+});
