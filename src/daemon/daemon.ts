@@ -10,7 +10,7 @@ import { readCurrent } from '../layout/swap.ts';
 import type { Reporter } from '../report.ts';
 import { readState } from '../state/state.ts';
 import type { Notifier } from './notify.ts';
-import { decide, type Decision } from './policy.ts';
+import { bump, decide, type Decision } from './policy.ts';
 
 /** Lines journald keeps with their priority (SyslogLevelPrefix): <3> error, <4> warning, <6> info. */
 export class JournalReporter implements Reporter {
@@ -125,6 +125,9 @@ async function checkOnce(config: Config, reporter: JournalReporter, now: Date, s
       return d.newest ? `up to date policy-wise (${d.reason})` : d.reason;
     }
     reporter.step(`installing: ${d.reason}`);
+    if (d.newest && d.newest.version !== d.target.version) {
+      reporter.step(`v${d.newest.version} is also available (${bump(d.target.version, d.newest.version)} update); daemon.auto = "${config.daemon.auto}" leaves it to a manual \`update\``);
+    }
     const r = await runUpdate(config, services, { version: d.target.version, dryRun: false, allowDowngrade: false, signal: stop });
     reporter.step(`installed v${r.to} (was ${r.from ? `v${r.from}` : 'none'})`);
     return `installed v${r.to}`;

@@ -37,6 +37,9 @@ export async function activate(config: Config, services: Services, version: stri
   for (const unit of config.service.units) {
     signal.throwIfAborted();
     reporter.step(`Restarting ${unit}`);
+    // Our own restarts must not eat the unit's start limit (systemd counts every start): a
+    // quick update and rollback would otherwise look like a crash loop.
+    await serviceManager.resetFailed(unit);
     const r: RestartOutcome = await serviceManager.restart(unit, restartTimeout(config));
     if (!r.ok) return { ok: false, reason: `${unit} ${r.reason}`, restarted, ms: Date.now() - started };
     restarted.push(unit);

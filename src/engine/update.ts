@@ -98,14 +98,15 @@ export async function runUpdate(config: Config, services: Services, opts: Update
       await switchTo(layout, state, plan.from, plan.to, 'update', services, { activating });
       if (activating) {
         // From here on a signal no longer aborts: the update finishes or rolls back.
+        // A signal stops the waiting (restarts, health gate) and rolls back instead.
         let outcome;
         try {
-          outcome = await activate(config, services, plan.to, neverAborted);
+          outcome = await activate(config, services, plan.to, opts.signal);
         } catch (e) {
-          outcome = { ok: false, reason: `activation failed: ${(e as Error).message}` };
+          outcome = { ok: false, reason: opts.signal.aborted ? 'interrupted' : `activation failed: ${(e as Error).message}` };
         }
         if (!outcome.ok || opts.signal.aborted) {
-          const interrupted = opts.signal.aborted && outcome.ok;
+          const interrupted = opts.signal.aborted;
           const why = interrupted ? `interrupted by ${signalName(opts.signal)}` : outcome.reason;
           await rollBackUnhealthy(config, services, layout, state, plan.to, plan.from, why, previousBefore, { markBad: !interrupted });
         }
@@ -356,8 +357,6 @@ export function formatBytes(n: number): string {
   }
   return `${v.toFixed(1)} ${units[i]}`;
 }
-
-const neverAborted = new AbortController().signal;
 
 function signalName(signal: AbortSignal): string {
   const r = signal.reason as unknown;

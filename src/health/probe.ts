@@ -83,8 +83,9 @@ function reportedVersion(header: string | string[] | undefined, body: string): s
 }
 
 /**
- * The health gate: `successes` consecutive good probes within `timeout`. Any bad probe resets the
- * count, so a flapping service does not pass.
+ * The health gate: `successes` consecutive good probes within `timeout` (a probe started before
+ * the deadline may finish after it, by at most one probe timeout). Any bad probe resets the count,
+ * so a flapping service does not pass.
  */
 export async function healthGate(
   cfg: HealthConfig,
@@ -100,9 +101,9 @@ export async function healthGate(
   try {
     while (Date.now() < deadline) {
       opts.signal.throwIfAborted();
-      const left = deadline - Date.now();
-      const probeCfg = { ...cfg, probeTimeoutMs: Math.max(1, Math.min(cfg.probeTimeoutMs, left)) };
-      last = await probeOnce(probeCfg, agent, expectVersion, opts.signal);
+      // A probe started before the deadline gets its full per-probe timeout, so the verdict
+      // an operator reads is never an artefact of the deadline cutting a probe short.
+      last = await probeOnce(cfg, agent, expectVersion, opts.signal);
       probes++;
       streak = last.ok ? streak + 1 : 0;
       opts.onProbe?.(last, streak);
