@@ -12,6 +12,9 @@ import { spawn as spawnChild, spawnSync, type ChildProcess } from 'node:child_pr
 import { randomBytes } from 'node:crypto';
 import { accessSync, chmodSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, realpathSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 const SYSTEMD = '/lib/systemd/systemd';
 const JOURNALD = '/lib/systemd/systemd-journald';
@@ -181,8 +184,20 @@ FileDescriptorStoreMax=4224
  */
 const INNER = `set -eu
 W=$1 UNITS=$2
+# Folders under the host's /tmp that must stay visible (a checkout of this repository, with the
+# Node that runs the tests): bind them aside, then back at the same path on the private /tmp.
+i=0
+while IFS= read -r keep; do
+  [ -n "$keep" ] || continue
+  i=$((i + 1)); mkdir -p "$W/keep/$i"; mount --bind "$keep" "$W/keep/$i"
+done < "$W/keep-paths"
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mountpoint -q /tmp
+i=0
+while IFS= read -r keep; do
+  [ -n "$keep" ] || continue
+  i=$((i + 1)); mkdir -p "$keep"; mount --bind "$W/keep/$i" "$keep"
+done < "$W/keep-paths"
 mount -t tmpfs -o mode=755 tmpfs /run
 if [ -d /var/log/journal ]; then mount -t tmpfs -o mode=2755 tmpfs /var/log/journal; fi
 mount --bind "$W/machine-id" /etc/machine-id
@@ -226,6 +241,11 @@ export async function startSystemd(opts: { unitDir?: string; timeoutMs?: number 
   writeFileSync(path.join(workDir, 'machine-id'), `${randomBytes(16).toString('hex')}\n`);
   const inner = path.join(workDir, 'inner.sh');
   writeFileSync(inner, INNER);
+  // This checkout and the Node running the tests, when they live under /tmp (CI may clone there).
+  const keep = [...new Set([REPO_ROOT, path.resolve(path.dirname(process.execPath), '..')].map((p) => realpathSync(p)))]
+    .filter((p) => p === '/tmp' || p.startsWith('/tmp/'))
+    .filter((p, _i, all) => !all.some((q) => q !== p && p.startsWith(`${q}/`)));
+  writeFileSync(path.join(workDir, 'keep-paths'), keep.map((p) => `${p}\n`).join(''));
   const logFile = path.join(workDir, 'systemd.log');
 
   const cgroup = path.join(cgroupParent, path.basename(workDir));

@@ -17,7 +17,7 @@ import { loadTrustMaterial } from '../../src/verify/trust.ts';
 import { verifyArtifact } from '../../src/verify/verify.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const FIXTURES = path.resolve(repoRoot, '..', 'shared', 'fixtures', 'sigstore-public-good');
+const FIXTURES = path.resolve(repoRoot, 'test', 'fixtures', 'sigstore-public-good');
 
 // Decoded from the fixtures' leaf certificates (SAN and Fulcio issuer extension).
 const BEACON_IDENTITY =

@@ -13,7 +13,7 @@ import { loadTrustMaterial } from '../../src/verify/trust.ts';
 import { verifyArtifact } from '../../src/verify/verify.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const FIXTURES = path.resolve(repoRoot, '..', 'shared', 'fixtures', 'sigstore-public-good');
+const FIXTURES = path.resolve(repoRoot, 'test', 'fixtures', 'sigstore-public-good');
 const PUBLIC_GOOD_ROOT = path.join(FIXTURES, 'trusted_root.from-sigstore-tuf-seeds.json');
 const BEACON_IDENTITY =
   'https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main';
