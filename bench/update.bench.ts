@@ -7,7 +7,7 @@
  * root, timed from spawn to exit with peak RSS from GNU time:
  *
  *   cutover       node src/cli/run.ts update --version X       (TypeScript sources)
- *   cutover-dist  node dist/cli/run.js update --version X      (tsc build, as bin/cutover runs it)
+ *   cutover-dist  bin/cutover update --version X             (tsc build through the shipped launcher and its Node flags)
  *   baseline      curl -o, sha256sum -c, mkdir + tar xzf, ln -s + mv -T
  *
  * cutover does more than the baseline: it fetches the index and the bundle, verifies the
@@ -23,7 +23,7 @@
  * Env: BENCH_ROUNDS, BENCH_BIG_ROUNDS. Results: .bench-work/results.json.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -36,7 +36,8 @@ import { max, mb, median, mib, min, secs, table } from './stats.ts';
 const REPO = path.resolve(import.meta.dirname, '..');
 const WORK = path.join(REPO, '.bench-work');
 const RUN = path.join(WORK, 'run');
-const DIST = path.join(WORK, 'dist');
+const PKG = path.join(WORK, 'pkg');
+const DIST = path.join(PKG, 'dist');
 const SHIM = path.join(WORK, 'shim');
 const NODE = process.execPath;
 
@@ -119,10 +120,10 @@ function sourceTree(workingTree: boolean): { dir: string; label: string } {
     execFileSync('git', args, { cwd: REPO, env: { ...process.env, GIT_OPTIONAL_LOCKS: '0' } }).toString().trim();
   const commit = git(['rev-parse', 'HEAD']);
   const dir = path.join(WORK, 'src', commit);
-  if (!existsSync(path.join(dir, 'src', 'cli', 'run.ts'))) {
+  if (!existsSync(path.join(dir, 'bin', 'cutover'))) {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
-    execFileSync('bash', ['-c', 'set -euo pipefail; git archive "$1" src package.json tsconfig.json tsconfig.build.json | tar -x -C "$2"', 'snap', commit, dir], {
+    execFileSync('bash', ['-c', 'set -euo pipefail; git archive "$1" src bin package.json tsconfig.json tsconfig.build.json | tar -x -C "$2"', 'snap', commit, dir], {
       cwd: REPO,
       env: { ...process.env, GIT_OPTIONAL_LOCKS: '0' },
     });
@@ -130,9 +131,18 @@ function sourceTree(workingTree: boolean): { dir: string; label: string } {
   return { dir, label: `HEAD ${commit.slice(0, 10)} (git archive snapshot)` };
 }
 
-/** tsc -p tsconfig.build.json into .bench-work/dist (not dist/: others run the repo meanwhile). */
+/**
+ * tsc -p tsconfig.build.json into a package layout under .bench-work/pkg (not dist/: others run
+ * the repo meanwhile): pkg/bin/cutover (the launcher, with its Node flags), pkg/dist,
+ * pkg/node_modules -> the repo's. Returns the launcher: cutover-dist runs exactly what ships.
+ */
 function buildDist(srcDir: string): string | undefined {
-  rmSync(DIST, { recursive: true, force: true });
+  rmSync(PKG, { recursive: true, force: true });
+  mkdirSync(path.join(PKG, 'bin'), { recursive: true });
+  const launcher = path.join(PKG, 'bin', 'cutover');
+  copyFileSync(path.join(srcDir, 'bin', 'cutover'), launcher);
+  chmodSync(launcher, 0o755);
+  symlinkSync(path.join(REPO, 'node_modules'), path.join(PKG, 'node_modules'));
   try {
     execFileSync(path.join(REPO, 'node_modules', '.bin', 'tsc'), ['-p', path.join(srcDir, 'tsconfig.build.json'), '--outDir', DIST], {
       cwd: srcDir,
@@ -142,8 +152,7 @@ function buildDist(srcDir: string): string | undefined {
     const out = (e as { stdout?: Buffer }).stdout?.toString().trim();
     log(`tsc -p tsconfig.build.json reported errors (emitting anyway):\n${out ?? String(e)}`);
   }
-  const entry = path.join(DIST, 'cli', 'run.js');
-  return existsSync(entry) ? entry : undefined;
+  return existsSync(path.join(DIST, 'cli', 'run.js')) ? launcher : undefined;
 }
 
 /** `sync` wrapper first on cutover's PATH: records when its `sync -f` ran (bash builtins only). */
@@ -198,7 +207,7 @@ interface Contestant {
   run(fx: Fixture, url: string): Promise<Omit<Sample, 'fixture' | 'contestant' | 'round' | 'order'>>;
 }
 
-function cutoverContestant(id: 'cutover' | 'cutover-dist', entry: string[], w: World, caFile: string): Contestant {
+function cutoverContestant(id: 'cutover' | 'cutover-dist', cmd: string, entry: string[], w: World, caFile: string): Contestant {
   const { config, root } = writeConfig(w, caFile, id);
   const syncLog = path.join(RUN, `${id}.sync.log`);
   return {
@@ -206,7 +215,7 @@ function cutoverContestant(id: 'cutover' | 'cutover-dist', entry: string[], w: W
     async run(fx) {
       await fresh(root);
       rmSync(syncLog, { force: true });
-      const m = await measure(NODE, [...entry, '--config', config, '--json', 'update', '--version', fx.version], {
+      const m = await measure(cmd, [...entry, '--config', config, '--json', 'update', '--version', fx.version], {
         env: { ...process.env, PATH: `${SHIM}:${process.env.PATH ?? ''}`, CUTOVER_PROG: 'demo', BENCH_SYNC_LOG: syncLog },
         rssFile: path.join(RUN, `${id}.rss`),
       });
@@ -307,10 +316,10 @@ async function runRounds(fx: Fixture, url: string, contestants: Contestant[], ro
 }
 
 /** Peak RSS of a run that loads everything and does nothing heavy (`status`): the floor. */
-async function rssFloor(entry: string[], config: string, id: string): Promise<number> {
+async function rssFloor(cmd: string, entry: string[], config: string, id: string): Promise<number> {
   const xs: number[] = [];
   for (let i = 0; i < 3; i++) {
-    const m = await measure(NODE, [...entry, '--config', config, 'status'], {
+    const m = await measure(cmd, [...entry, '--config', config, 'status'], {
       env: { ...process.env, CUTOVER_PROG: 'demo' },
       rssFile: path.join(RUN, `${id}.floor.rss`),
     });
@@ -450,8 +459,8 @@ async function main(): Promise<void> {
     const urls = new Map<string, string>();
     for (const fx of fixtures) urls.set(fx.name, await publish(w, fx));
     const tsEntry = ['--disable-warning=ExperimentalWarning', path.join(source.dir, 'src', 'cli', 'run.ts')];
-    const contestants: Contestant[] = [cutoverContestant('cutover', tsEntry, w, caFile)];
-    if (distEntry) contestants.push(cutoverContestant('cutover-dist', [distEntry], w, caFile));
+    const contestants: Contestant[] = [cutoverContestant('cutover', NODE, tsEntry, w, caFile)];
+    if (distEntry) contestants.push(cutoverContestant('cutover-dist', distEntry, [], w, caFile));
     contestants.push(baselineContestant(caFile));
     const ids = contestants.map((c) => c.id);
 
@@ -466,8 +475,8 @@ async function main(): Promise<void> {
     }
 
     const floors: Record<string, number> = {};
-    floors.cutover = await rssFloor(tsEntry, writeConfig(w, caFile, 'floor-ts').config, 'floor-ts');
-    if (distEntry) floors['cutover-dist'] = await rssFloor([distEntry], writeConfig(w, caFile, 'floor-dist').config, 'floor-dist');
+    floors.cutover = await rssFloor(NODE, tsEntry, writeConfig(w, caFile, 'floor-ts').config, 'floor-ts');
+    if (distEntry) floors['cutover-dist'] = await rssFloor(distEntry, [], writeConfig(w, caFile, 'floor-dist').config, 'floor-dist');
 
     const profiles: string[] = [];
     if (opts.profile) {

@@ -46,8 +46,8 @@ export interface ExtractResult {
   stripped: string | null;
 }
 
-const READ_CHUNK = 1024 * 1024;
-const INFLATE_CHUNK = 256 * 1024;
+const READ_CHUNK = 64 * 1024;
+const INFLATE_CHUNK = 64 * 1024;
 /** GNU tar pads to a 10 KiB record; anything much beyond the end marker is not a tarball. */
 const MAX_TRAILING_BYTES = 1024 * 1024;
 /** pax/GNU headers (x, g, L, K) that may precede one real entry. */

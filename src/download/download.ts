@@ -54,7 +54,7 @@ export async function downloadToFile(
         cb(null, chunk);
       },
     });
-    const file = createWriteStream(dest, { flags: 'w', mode: 0o600, highWaterMark: 1 << 20 });
+    const file = createWriteStream(dest, { flags: 'w', mode: 0o600, highWaterMark: 64 * 1024 });
     try {
       await pipeline(res.body, meter, file, { signal: opts.signal });
     } catch (e) {

@@ -11,7 +11,6 @@
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
-import { DEFAULT_MIRROR_URL, getTrustedRoot } from '@sigstore/tuf';
 import { toTrustMaterial } from '@sigstore/verify';
 import type { TrustMaterial } from '@sigstore/verify';
 import { CutoverError, errnoCode } from '../errors.ts';
@@ -43,6 +42,8 @@ export interface LoadedTrust {
 
 const DEFAULT_TUF_DEADLINE_MS = 15_000;
 const TRUSTED_ROOT_TARGET = 'trusted_root.json';
+/** @sigstore/tuf's DEFAULT_MIRROR_URL, kept here so the module need not be loaded to name it. */
+const DEFAULT_MIRROR_URL = 'https://tuf-repo-cdn.sigstore.dev';
 
 export async function loadTrustMaterial(opts: LoadTrustOptions): Promise<LoadedTrust> {
   if (opts.trustedRootPath !== undefined) {
@@ -133,6 +134,8 @@ async function fetchTufTrustedRoot(opts: LoadTrustOptions): Promise<TrustedRoot>
       );
     signal.addEventListener('abort', onAbort, { once: true });
   });
+  // Loaded only on this path: a pinned trusted_root never pays for the TUF client (memory, start-up).
+  const { getTrustedRoot } = await import('@sigstore/tuf');
   try {
     return await Promise.race([
       getTrustedRoot({
