@@ -10,11 +10,10 @@ import path from 'node:path';
 import { before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { TrustMaterial } from '@sigstore/verify';
-import { CutoverError } from '../../src/errors.ts';
-import type { ErrorCode } from '../../src/errors.ts';
 import type { VerifyPolicy } from '../../src/verify/policy.ts';
 import { loadTrustMaterial } from '../../src/verify/trust.ts';
 import { verifyArtifact } from '../../src/verify/verify.ts';
+import { rejects } from '../helpers/assert.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const FIXTURES = path.resolve(repoRoot, 'test', 'fixtures', 'sigstore-public-good');
@@ -51,16 +50,6 @@ async function fixtureBundle(name: string): Promise<unknown> {
   return JSON.parse(await readFile(path.join(FIXTURES, name, 'bundle.sigstore.json'), 'utf8'));
 }
 
-function rejects(code: ErrorCode, run: () => unknown): CutoverError {
-  try {
-    run();
-  } catch (e) {
-    assert.ok(e instanceof CutoverError, `expected a CutoverError, got ${String(e)}`);
-    assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`);
-    return e;
-  }
-  assert.fail(`expected ${code}, but verification passed`);
-}
 
 for (const [name, signedAt, tlogIndex] of [
   ['happy-path-v0.2', '2023-07-12T15:56:36.000Z', '27246492'],

@@ -8,13 +8,13 @@ import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toTrustMaterial } from '@sigstore/verify';
 import type { TrustMaterial } from '@sigstore/verify';
 import { CutoverError } from '../../src/errors.ts';
-import type { ErrorCode } from '../../src/errors.ts';
 import { expandIdentity } from '../../src/verify/policy.ts';
 import type { VerifyPolicy } from '../../src/verify/policy.ts';
 import { loadTrustMaterial } from '../../src/verify/trust.ts';
 import { verifyArtifact } from '../../src/verify/verify.ts';
 import { sha256File, startSigstore } from '../helpers/sigstore.ts';
 import type { MockSigstore, SignOptions } from '../helpers/sigstore.ts';
+import { rejects } from '../helpers/assert.ts';
 
 const IDENTITY = 'https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.2.3';
 const ISSUER = 'https://token.actions.githubusercontent.com';
@@ -49,17 +49,6 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-function rejects(code: ErrorCode, run: () => unknown): CutoverError {
-  try {
-    run();
-  } catch (e) {
-    assert.ok(e instanceof CutoverError, `expected a CutoverError, got ${String(e)}`);
-    assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`);
-    assert.ok(e.hint, 'every verification error carries a hint');
-    return e;
-  }
-  assert.fail(`expected ${code}, but verification passed`);
-}
 
 /** The @sigstore/verify error code behind a CutoverError. */
 function libraryCode(e: CutoverError): unknown {
