@@ -33,6 +33,8 @@ export function journalHint(config: Config): string {
 export async function activate(config: Config, services: Services, version: string, signal: AbortSignal): Promise<Activation> {
   const started = Date.now();
   const restarted: string[] = [];
+  /** Restart counters right after our restarts: a rise during the gate is a crash loop. */
+  const baseline = new Map<string, number>();
   const { reporter, serviceManager } = services;
   for (const unit of config.service.units) {
     signal.throwIfAborted();
@@ -42,6 +44,7 @@ export async function activate(config: Config, services: Services, version: stri
     await serviceManager.resetFailed(unit);
     const r: RestartOutcome = await serviceManager.restart(unit, restartTimeout(config));
     if (!r.ok) return { ok: false, reason: `${unit} ${r.reason}`, restarted, ms: Date.now() - started };
+    baseline.set(unit, r.state?.nRestarts ?? 0);
     restarted.push(unit);
   }
   if (!config.health) return { ok: true, reason: 'ok', restarted, ms: Date.now() - started };
@@ -58,7 +61,7 @@ export async function activate(config: Config, services: Services, version: stri
         if (!p.ok) reporter.step(`  health: ${p.reason}`);
         else if (streak === 1 || streak === h.successes) reporter.step(`  health: ok (${streak}/${h.successes})`);
         // A unit that crash-looped into its start limit will not come back: stop waiting.
-        void checkUnits(config, services).then((bad) => {
+        void checkUnits(config, services, baseline).then((bad) => {
           if (bad && !crashed) {
             crashed = bad;
             watch.abort();
@@ -72,17 +75,24 @@ export async function activate(config: Config, services: Services, version: stri
     }
     throw e;
   }
-  if (!gate.healthy) {
+  // Healthy answers while a unit is being restarted by systemd behind our back do not count.
+  crashed ??= gate.healthy ? await checkUnits(config, services, baseline) : undefined;
+  if (!gate.healthy || crashed) {
     const why = crashed ?? `health check failed: ${gate.last?.reason ?? 'no answer'} (after ${gate.probes} probes in ${formatDuration(gate.ms)})`;
     return { ok: false, reason: why, restarted, gate, ms: Date.now() - started };
   }
   return { ok: true, reason: 'ok', restarted, gate, ms: Date.now() - started };
 }
 
-async function checkUnits(config: Config, services: Services): Promise<string | undefined> {
+/** A unit that failed, or that systemd had to restart since we started it: a crash (loop). */
+async function checkUnits(config: Config, services: Services, baseline: Map<string, number>): Promise<string | undefined> {
   for (const unit of config.service.units) {
     const s = await services.serviceManager.state(unit).catch(() => undefined);
-    if (s && s.activeState === 'failed') return `${unit} failed (result: ${s.result}${s.nRestarts ? `, ${s.nRestarts} restarts` : ''})`;
+    if (!s) continue;
+    if (s.activeState === 'failed') return `${unit} failed (result: ${s.result}${s.nRestarts ? `, ${s.nRestarts} restarts` : ''})`;
+    const before = baseline.get(unit) ?? 0;
+    if (s.nRestarts > before) return `${unit} crashed and was restarted by systemd ${s.nRestarts - before} time(s) during the health gate`;
+    if (s.activeState !== 'active') return `${unit} is ${s.activeState}/${s.subState} during the health gate`;
   }
   return undefined;
 }

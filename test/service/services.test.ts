@@ -128,6 +128,11 @@ auto = "patch"
     await expectRolledBack('1.2.0', /demo\.service/);
   });
 
+  test('a release whose worker crash-loops after READY is rolled back, though /health answers', async () => {
+    await release('1.2.3', { workerCrashMs: 100 });
+    await expectRolledBack('1.2.3', /demo-worker\.service (crashed|failed|is activating)/);
+  });
+
   test('a release whose health answers 500 is rolled back', async () => {
     await release('1.2.1', { health: 500 });
     await expectRolledBack('1.2.1', /HTTP 500/);
