@@ -35,7 +35,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const controller = new AbortController();
   const onSignal = (sig: NodeJS.Signals): void => {
     if (controller.signal.aborted) return;
-    controller.abort(new CutoverError('E_INTERRUPTED', `interrupted by ${sig}`, { hint: 'nothing was switched; run the command again' }));
+    controller.abort(
+      new CutoverError('E_INTERRUPTED', `interrupted by ${sig}`, { hint: 'nothing was switched; run the command again', details: { signal: sig } }),
+    );
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);

@@ -74,11 +74,6 @@ export async function runDaemon(configFile: string, deps: DaemonDeps, stop: Abor
 
   try {
     while (!stop.aborted) {
-      try {
-        config = await loadConfig(configFile);
-      } catch (e) {
-        reporter.error(`config: ${(e as CutoverError).message ?? String(e)}; keeping the previous one`);
-      }
       status.lastCheck = deps.now();
       const result = await checkOnce(config, reporter, deps.now(), stop).catch((e: unknown) => {
         const line = describeFailure(e);
@@ -87,11 +82,18 @@ export async function runDaemon(configFile: string, deps: DaemonDeps, stop: Abor
         return line;
       });
       status.lastResult = result;
-      status.current = await readCurrent(layout).catch(() => status.current);
+      status.current = await readCurrent(layoutOf(config.root)).catch(() => status.current);
       const wait = Math.round(config.daemon.intervalMs * (1 + Math.random() * deps.jitter));
       status.nextCheck = new Date(deps.now().getTime() + wait);
       await pushStatus();
       await sleep(wait, undefined, { signal: stop }).catch(() => {});
+      if (stop.aborted) break;
+      // Picked up for the next round: an operator's edit needs no restart.
+      try {
+        config = await loadConfig(configFile);
+      } catch (e) {
+        reporter.error(`config: ${(e as CutoverError).message ?? String(e)}; keeping the previous one`);
+      }
     }
   } finally {
     if (watchdog) clearInterval(watchdog);

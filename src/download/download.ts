@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { CutoverError, fsError, errnoCode } from '../errors.ts';
+import { CutoverError, errnoCode, fsError, type ErrorCode } from '../errors.ts';
 import type { HttpClient } from './http.ts';
 
 const WRITE_BATCH = 256 * 1024;
@@ -101,6 +101,8 @@ export async function fetchJson(
   maxBytes: number,
   signal: AbortSignal,
   what: string,
+  /** The code for a document that is not JSON: what it means depends on the document. */
+  invalidCode: ErrorCode,
 ): Promise<unknown> {
   const text = await client.get(url, signal, async (res) => {
     const chunks: Buffer[] = [];
@@ -120,7 +122,7 @@ export async function fetchJson(
   try {
     return JSON.parse(text) as unknown;
   } catch (e) {
-    throw new CutoverError(what === 'release index' ? 'E_INDEX_INVALID' : 'E_SIG_BUNDLE', `${what} at ${url.href} is not valid JSON`, {
+    throw new CutoverError(invalidCode, `${what} at ${url.href} is not valid JSON`, {
       hint: 'check the URL; the server may be returning an error page',
       cause: e,
     });

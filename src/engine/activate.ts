@@ -6,7 +6,7 @@ import type { Layout } from '../layout/paths.ts';
 import type { RestartOutcome } from '../service/systemd.ts';
 import { writeState, type State } from '../state/state.ts';
 import type { Services } from './services.ts';
-import { switchTo } from './switch.ts';
+import { settle, switchTo } from './switch.ts';
 
 export interface Activation {
   ok: boolean;
@@ -130,10 +130,9 @@ export async function rollBackUnhealthy(
   await switchTo(layout, state, bad, good, 'rollback', services, { activating: true });
   state.previous = previousBefore;
   await writeState(layout, state);
-  for (const unit of config.service.units) await services.serviceManager.resetFailed(unit);
+  // activate() clears each unit's failed state before restarting it.
   const again = await activate(config, services, good, never);
-  state.pending = null;
-  await writeState(layout, state);
+  await settle(layout, state);
   const rollbackMs = Date.now() - rollbackStarted;
   if (!again.ok) {
     throw new CutoverError(

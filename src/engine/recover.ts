@@ -66,7 +66,6 @@ export async function recover(config: Config, services: Services, layout: Layout
       pending = 'undone';
       reporter.warn(`an interrupted update had switched to v${p.to} but never saw it healthy; returning to v${p.from}`);
       await switchTo(layout, state, p.to, p.from, 'rollback', services, { activating: true });
-      for (const unit of config.service.units) await services.serviceManager.resetFailed(unit);
       const a = await activate(config, services, p.from, never);
       if (!a.ok) reporter.warn(`v${p.from} is not healthy after recovery: ${a.reason}`);
       message += a.ok ? `; back on v${p.from}, healthy` : `; back on v${p.from}, unhealthy: ${a.reason}`;

@@ -56,7 +56,7 @@ const MAX_BUNDLE_BYTES = 1 << 20;
 
 export async function fetchIndex(config: Config, services: Services, signal: AbortSignal): Promise<ReleaseIndex> {
   services.reporter.step(`Fetching release index ${config.source.index.href}`);
-  const json = await fetchJson(services.http, config.source.index, MAX_INDEX_BYTES, withDeadline(signal, config.source.timeoutMs), 'release index');
+  const json = await fetchJson(services.http, config.source.index, MAX_INDEX_BYTES, withDeadline(signal, config.source.timeoutMs), 'release index', 'E_INDEX_INVALID');
   return parseReleaseIndex(json, config.source.index);
 }
 
@@ -97,7 +97,6 @@ export async function runUpdate(config: Config, services: Services, opts: Update
       const previousBefore = state.previous;
       await switchTo(layout, state, plan.from, plan.to, 'update', services, { activating });
       if (activating) {
-        // From here on a signal no longer aborts: the update finishes or rolls back.
         // A signal stops the waiting (restarts, health gate) and rolls back instead.
         let outcome;
         try {
@@ -149,11 +148,10 @@ export async function runUpdate(config: Config, services: Services, opts: Update
 }
 
 async function dryRun(config: Config, services: Services, opts: UpdateOptions, layout: Layout, started: number): Promise<UpdateResult> {
-  const current = await readCurrent(layout);
   const state = await readState(layout);
   const index = await fetchIndex(config, services, opts.signal);
   const release = resolveRelease(index, opts.version);
-  const plan = await makePlan(config, layout, state, release, opts.allowDowngrade, current);
+  const plan = await makePlan(config, layout, state, release, opts.allowDowngrade);
   const result = baseResult(config, plan, true);
   if (plan.action === 'noop') {
     services.reporter.step(`${config.app} v${plan.to} is already current; an update would do nothing`);
@@ -177,13 +175,11 @@ async function makePlan(
   state: State,
   release: ReleaseEntry,
   allowDowngrade: boolean,
-  knownCurrent?: string | null,
 ): Promise<UpdatePlan> {
-  const current = knownCurrent !== undefined ? knownCurrent : await readCurrent(layout);
   return planUpdate({
     app: config.app,
     root: config.root,
-    current,
+    current: await readCurrent(layout),
     previous: state.previous,
     installed: await listInstalled(layout),
     release,
@@ -238,7 +234,7 @@ async function stageRelease(
 
   const deadline = withDeadline(signal, config.source.timeoutMs);
   reporter.step(`Downloading ${config.app} v${release.version} (${formatBytes(release.size)}) from ${release.artifact.host}`);
-  const bundleJson = await fetchJson(services.http, release.bundle, MAX_BUNDLE_BYTES, deadline, 'signature bundle');
+  const bundleJson = await fetchJson(services.http, release.bundle, MAX_BUNDLE_BYTES, deadline, 'signature bundle', 'E_SIG_BUNDLE');
   const archive = path.join(downloadDir, `${config.app}-${release.version}.tar.gz`);
   const dl = await downloadToFile(services.http, release.artifact, archive, {
     size: release.size,
@@ -360,7 +356,8 @@ export function formatBytes(n: number): string {
 
 function signalName(signal: AbortSignal): string {
   const r = signal.reason as unknown;
-  return r instanceof Error ? r.message.replace(/^interrupted by /, '') : 'a signal';
+  const name = r instanceof CutoverError ? r.details?.signal : undefined;
+  return typeof name === 'string' ? name : 'a signal';
 }
 
 function iso(): string {
