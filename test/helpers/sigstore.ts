@@ -62,6 +62,8 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 const FULCIO_PATH = '/api/v2/signingCert';
 const REKOR_PATH = '/api/v1/log/entries';
 const TSA_PATH = '/api/v1/timestamp';
+/** A lost connection is retried (the services are local; nothing else should fail twice). */
+const RETRY = { retries: 2, minTimeout: 20, maxTimeout: 100 };
 
 export async function startSigstore(): Promise<MockSigstore> {
   const handlers = new Map<string, Handler['fn']>();
@@ -71,7 +73,7 @@ export async function startSigstore(): Promise<MockSigstore> {
     req.on('end', () => {
       const fn = req.method === 'POST' ? handlers.get(req.url ?? '') : undefined;
       if (!fn) {
-        res.writeHead(404).end();
+        res.writeHead(404, { connection: 'close' }).end();
         return;
       }
       fn(Buffer.concat(chunks).toString('utf8')).then(
@@ -80,9 +82,14 @@ export async function startSigstore(): Promise<MockSigstore> {
             typeof response === 'string'
               ? response
               : Buffer.from(response.buffer, response.byteOffset, response.byteLength);
-          res.writeHead(statusCode, { 'content-type': contentType ?? 'text/plain' }).end(body);
+          // No keep-alive: make-fetch-happen pools sockets, and a pooled socket the server
+          // closes after its idle timeout, just as the next sign() reuses it, fails with
+          // ECONNRESET (seen in CI as TLOG_CREATE_ENTRY_ERROR).
+          res
+            .writeHead(statusCode, { 'content-type': contentType ?? 'text/plain', connection: 'close' })
+            .end(body);
         },
-        (e: unknown) => res.writeHead(500).end(String(e)),
+        (e: unknown) => res.writeHead(500, { connection: 'close' }).end(String(e)),
       );
     });
   });
@@ -158,16 +165,27 @@ export async function startSigstore(): Promise<MockSigstore> {
 
   function witnesses(opts: SignOptions): Witness[] {
     const list: Witness[] = [];
-    if (opts.tlog ?? true) list.push(new RekorWitness({ rekorBaseURL: url, retry: false }));
-    if (opts.timestamp ?? true) list.push(new TSAWitness({ tsaBaseURL: url, retry: false }));
+    if (opts.tlog ?? true) list.push(new RekorWitness({ rekorBaseURL: url, retry: RETRY }));
+    if (opts.timestamp ?? true) list.push(new TSAWitness({ tsaBaseURL: url, retry: RETRY }));
     return list;
   }
 
   async function sign(artifact: Buffer | string, opts: SignOptions): Promise<Record<string, unknown>> {
+    try {
+      return await signOnce(artifact, opts);
+    } catch (e) {
+      // @sigstore/sign's errors hide the cause (status, ECONNRESET, …) one level down.
+      const cause = (e as { cause?: { code?: string; statusCode?: number; message?: string } }).cause;
+      if (!cause) throw e;
+      throw new Error(`${(e as Error).message}: ${cause.code ?? cause.statusCode ?? ''} ${cause.message ?? ''}`.trim(), { cause: e });
+    }
+  }
+
+  async function signOnce(artifact: Buffer | string, opts: SignOptions): Promise<Record<string, unknown>> {
     const identityProvider = { getToken: async () => identityToken(opts) };
     if (Buffer.isBuffer(artifact) && !opts.badSignature) {
       const builder = new MessageSignatureBundleBuilder({
-        signer: new FulcioSigner({ fulcioBaseURL: url, identityProvider, retry: false }),
+        signer: new FulcioSigner({ fulcioBaseURL: url, identityProvider, retry: RETRY }),
         witnesses: witnesses(opts),
       });
       return bundleToJSON(await builder.create({ data: artifact })) as Record<string, unknown>;
@@ -177,7 +195,7 @@ export async function startSigstore(): Promise<MockSigstore> {
       : await sha256File(artifact);
     const keyHolder = new PrehashKeyHolder(digest, opts.badSignature ?? false);
     const builder = new DigestBundleBuilder(digest, {
-      signer: new FulcioSigner({ fulcioBaseURL: url, identityProvider, keyHolder, retry: false }),
+      signer: new FulcioSigner({ fulcioBaseURL: url, identityProvider, keyHolder, retry: RETRY }),
       witnesses: witnesses(opts),
     });
     return bundleToJSON(await builder.create({ data: digest })) as Record<string, unknown>;
