@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { loadConfig, resolveConfigPath, type Config } from '../config/config.ts';
@@ -22,14 +23,32 @@ interface GlobalOptions {
 /** The name cutover was invoked as: `app` through /usr/local/bin/app, else `cutover`. */
 export function programName(argv1: string | undefined, env: NodeJS.ProcessEnv): string {
   const fromEnv = env.CUTOVER_PROG?.trim();
-  const raw = fromEnv || path.basename(argv1 ?? 'cutover');
-  const name = raw.replace(/\.(c|m)?(j|t)s$/, '');
-  if (!name || name === 'main' || name === 'node' || !/^[A-Za-z0-9._-]+$/.test(name)) return 'cutover';
+  const name = fromEnv || path.basename(argv1 ?? 'cutover');
+  // A script path (node dist/cli/run.js) is cutover itself; a vendor's name comes from the launcher.
+  if (/\.(c|m)?(j|t)s$/.test(name) || name === 'node' || !/^[A-Za-z0-9._-]+$/.test(name)) return 'cutover';
   return name;
+}
+
+/** cutover's own version, from the package.json two levels above this module (src/ or dist/). */
+export function cutoverVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<ExitCode> {
   const prog = programName(argv[1], env);
+  // Only as the first argument: `update --version X` is the update's own option.
+  if (argv[2] === '--version' || argv[2] === '-V') {
+    const version = cutoverVersion();
+    const rest = argv.slice(3);
+    if (rest.includes('--json')) process.stdout.write(`${JSON.stringify({ ok: true, cutover: version, node: process.version })}\n`);
+    else process.stdout.write(`${prog === 'cutover' ? '' : `${prog}: `}cutover ${version} (Node ${process.version})\n`);
+    return EXIT.OK;
+  }
   let exitCode: ExitCode = EXIT.OK;
   let globals: GlobalOptions = {};
   const controller = new AbortController();
@@ -48,6 +67,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .option('--json', 'print one JSON object describing the result on stdout')
     .option('-q, --quiet', 'print only errors')
     .option('-v, --verbose', 'print stack traces for internal errors')
+    .addHelpText('after', `\nRun \`${prog} --version\` for the version of cutover. Exit codes: docs/errors.md.`)
     .exitOverride()
     .configureOutput({ outputError: () => {} })
     .showHelpAfterError(false);
