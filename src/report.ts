@@ -29,3 +29,16 @@ export class RecordingReporter implements Reporter {
   }
   progress(): void {}
 }
+
+/** 1536 → "1.5 KiB": sizes in messages and listings. */
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(1)} ${units[i]}`;
+}

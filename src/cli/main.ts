@@ -2,16 +2,13 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { loadConfig, resolveConfigPath, type Config } from '../config/config.ts';
-import { createServices } from '../engine/services.ts';
-import { runRollback } from '../engine/rollback.ts';
-import { getStatus, listReleases, runGc } from '../engine/status.ts';
-import { formatBytes, runUpdate } from '../engine/update.ts';
+import { getStatus, listReleases } from '../engine/status.ts';
 import { CutoverError, EXIT, type ExitCode } from '../errors.ts';
+import { formatBytes } from '../report.ts';
 import { reportFailure } from './exit.ts';
-import { runCheck } from '../engine/check.ts';
-import { JournalReporter, runDaemon } from '../daemon/daemon.ts';
-import { SystemdNotifier } from '../daemon/notify.ts';
 import { TerminalReporter } from './output.ts';
+// The engine (undici, Sigstore, tar) loads only for the commands that need it: `status`,
+// `list`, `--help` and `--version` start in about half the time.
 
 interface GlobalOptions {
   config?: string;
@@ -72,9 +69,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .configureOutput({ outputError: () => {} })
     .showHelpAfterError(false);
 
-  const context = async (cmd: Command) => {
+  const configOf = async (cmd: Command): Promise<Config> => {
     globals = cmd.optsWithGlobals<GlobalOptions>();
-    const config = await loadConfig(resolveConfigPath(prog, globals.config, env));
+    return loadConfig(resolveConfigPath(prog, globals.config, env));
+  };
+  const context = async (cmd: Command) => {
+    const config = await configOf(cmd);
+    const { createServices } = await import('../engine/services.ts');
     const reporter = new TerminalReporter(prog, { json: !!globals.json, quiet: !!globals.quiet, verbose: !!globals.verbose });
     return { config, services: createServices(config, reporter) };
   };
@@ -96,6 +97,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .option('--force', 'update even if the current deployment fails its pre-flight health check')
     .action(async (opts: { version?: string; dryRun?: boolean; allowDowngrade?: boolean; restart: boolean; force?: boolean }, cmd: Command) => {
       const { config, services } = await context(cmd);
+      const { runUpdate } = await import('../engine/update.ts');
       try {
         const r = await runUpdate(config, services, {
           version: opts.version,
@@ -129,6 +131,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .option('--no-restart', 'switch the pointer only: no unit restarts, no health gate')
     .action(async (opts: { to?: string; restart: boolean }, cmd: Command) => {
       const { config, services } = await context(cmd);
+      const { runRollback } = await import('../engine/rollback.ts');
       const r = await runRollback(config, services, { to: opts.to, noRestart: !opts.restart });
       emit(r, () => null);
     });
@@ -137,8 +140,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .command('status')
     .description('what is current, what rollback would return to, the last operation')
     .action(async (_opts: unknown, cmd: Command) => {
-      const { config } = await context(cmd);
-      const s = await getStatus(config);
+      const s = await getStatus(await configOf(cmd));
       emit(s, () => {
         const last = s.lastOperation;
         return [
@@ -157,8 +159,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .command('list')
     .description('installed releases')
     .action(async (_opts: unknown, cmd: Command) => {
-      const { config } = await context(cmd);
-      const rows = await listReleases(config);
+      const rows = await listReleases(await configOf(cmd));
       emit({ releases: rows }, () => {
         if (!rows.length) return '(no releases installed)';
         return rows
@@ -176,6 +177,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .option('--keep <n>', 'releases to keep besides current', parseCount)
     .action(async (opts: { keep?: number }, cmd: Command) => {
       const { config, services } = await context(cmd);
+      const { runGc } = await import('../engine/gc.ts');
       const r = await runGc(config, services, { keep: opts.keep });
       emit(r, () => (r.pruned.length ? `removed ${r.pruned.map((v) => `v${v}`).join(', ')}` : null));
     });
@@ -185,6 +187,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .description('is a newer release available, and would the daemon install it by itself?')
     .action(async (_opts: unknown, cmd: Command) => {
       const { config, services } = await context(cmd);
+      const { runCheck } = await import('../engine/check.ts');
       try {
         const r = await runCheck(config, { ...services, reporter: new TerminalReporter(prog, { json: true, quiet: true, verbose: false }) }, controller.signal);
         emit(r, () =>
@@ -206,6 +209,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .action(async (_opts: unknown, cmd: Command) => {
       globals = cmd.optsWithGlobals<GlobalOptions>();
       const file = resolveConfigPath(prog, globals.config, env);
+      const [{ JournalReporter, runDaemon }, { SystemdNotifier }] = await Promise.all([
+        import('../daemon/daemon.ts'),
+        import('../daemon/notify.ts'),
+      ]);
       await runDaemon(file, { notifier: new SystemdNotifier(env), reporter: new JournalReporter(), now: () => new Date(), jitter: 0.1 }, controller.signal);
     });
 

@@ -1,14 +1,8 @@
 import type { Config } from '../config/config.ts';
-import { CutoverError } from '../errors.ts';
 import { layoutOf, releaseDir } from '../layout/paths.ts';
 import { listInstalled, treeSize } from '../layout/releases.ts';
 import { readCurrent } from '../layout/swap.ts';
-import { acquireLock } from '../state/lock.ts';
-import { appendHistory, readHistory, readState, type HistoryRecord } from '../state/state.ts';
-import { planPrune } from './plan.ts';
-import { recover } from './recover.ts';
-import type { Services } from './services.ts';
-import { prune } from './update.ts';
+import { readHistory, readState, type HistoryRecord } from '../state/state.ts';
 
 export interface StatusResult {
   app: string;
@@ -69,34 +63,3 @@ export async function listReleases(config: Config): Promise<ListedRelease[]> {
   return out;
 }
 
-export interface GcResult {
-  op: 'gc';
-  kept: string[];
-  pruned: string[];
-}
-
-export async function runGc(config: Config, services: Services, opts: { keep?: number | undefined }): Promise<GcResult> {
-  const keep = opts.keep ?? config.keep;
-  if (!Number.isInteger(keep) || keep < 1) {
-    throw new CutoverError('E_USAGE', `--keep must be a whole number of at least 1, got ${String(opts.keep)}`, {
-      hint: 'the previous release is always kept, so rollback keeps working',
-    });
-  }
-  const layout = layoutOf(config.root);
-  const lock = acquireLock(layout.lock, 'gc');
-  try {
-    const { state } = await recover(config, services, layout);
-    const installed = await listInstalled(layout);
-    const current = await readCurrent(layout);
-    const doomed = planPrune({ installed, current, previous: state.previous, keep });
-    const pruned = await prune(layout, state, doomed, services);
-    if (pruned.length) {
-      await appendHistory(layout, { at: new Date().toISOString(), op: 'gc', from: null, to: null, result: 'ok', pruned });
-    } else {
-      services.reporter.step('nothing to remove');
-    }
-    return { op: 'gc', kept: installed.filter((v) => !pruned.includes(v)), pruned };
-  } finally {
-    lock.release();
-  }
-}

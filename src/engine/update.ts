@@ -2,12 +2,13 @@ import { mkdir, mkdtemp, rename, rm, statfs, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CutoverError, fsError } from '../errors.ts';
+import { formatBytes } from '../report.ts';
 import { extractRelease } from '../archive/extract.ts';
 import type { Config } from '../config/config.ts';
 import { downloadToFile, fetchJson } from '../download/download.ts';
 import { fsyncDir, syncFilesystem } from '../layout/durable.ts';
 import { layoutOf, releaseDir, type Layout } from '../layout/paths.ts';
-import { listInstalled, removeRelease } from '../layout/releases.ts';
+import { listInstalled } from '../layout/releases.ts';
 import { readCurrent } from '../layout/swap.ts';
 import { checkManifest, readReleaseManifest } from '../release/manifest.ts';
 import { parseReleaseIndex, resolveRelease, type ReleaseEntry, type ReleaseIndex } from '../release/release-index.ts';
@@ -19,6 +20,7 @@ import { settle, switchTo } from './switch.ts';
 import { expandIdentity } from '../verify/policy.ts';
 import { loadTrustMaterial } from '../verify/trust.ts';
 import { verifyArtifact } from '../verify/verify.ts';
+import { prune } from './gc.ts';
 import { planUpdate, type UpdatePlan } from './plan.ts';
 import { recover } from './recover.ts';
 import type { Services } from './services.ts';
@@ -300,22 +302,6 @@ async function installStaged(layout: Layout, staged: string, version: string): P
   await fsyncDir(layout.releases);
 }
 
-export async function prune(layout: Layout, state: State, versions: string[], services: Services): Promise<string[]> {
-  const done: string[] = [];
-  for (const v of versions) {
-    services.reporter.step(`Removing old release v${v}`);
-    try {
-      await removeRelease(layout, v);
-      delete state.installed[v];
-      done.push(v);
-    } catch (e) {
-      services.reporter.warn(`could not remove v${v}: ${(e as Error).message}`);
-    }
-  }
-  if (done.length) await writeState(layout, state);
-  return done;
-}
-
 export async function ensureLayout(layout: Layout): Promise<void> {
   try {
     await mkdir(layout.root, { recursive: true, mode: 0o755 });
@@ -342,17 +328,6 @@ export function withDeadline(signal: AbortSignal, ms: number): AbortSignal {
   return AbortSignal.any([signal, AbortSignal.timeout(ms)]);
 }
 
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(1)} ${units[i]}`;
-}
 
 function signalName(signal: AbortSignal): string {
   const r = signal.reason as unknown;
