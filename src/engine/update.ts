@@ -328,7 +328,6 @@ export function withDeadline(signal: AbortSignal, ms: number): AbortSignal {
   return AbortSignal.any([signal, AbortSignal.timeout(ms)]);
 }
 
-
 function signalName(signal: AbortSignal): string {
   const r = signal.reason as unknown;
   const name = r instanceof CutoverError ? r.details?.signal : undefined;
