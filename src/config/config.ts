@@ -1,8 +1,10 @@
+import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parse, TomlError } from 'smol-toml';
 import { CutoverError, errnoCode } from '../errors.ts';
 import { parseDuration } from './duration.ts';
+import { parseReserve, parseSize, type Reserve } from './size.ts';
 import { parseWindow, type MaintenanceWindow } from './window.ts';
 
 export interface Config {
@@ -11,6 +13,11 @@ export interface Config {
   app: string;
   root: string;
   keep: number;
+  /**
+   * The account the app's units run as (`user = "demo"`): `runtime/` is created owned by it.
+   * Resolved to ids by loadConfig; undefined when the key is absent.
+   */
+  user: AppUser | undefined;
   source: {
     index: URL;
     ca: string | undefined;
@@ -18,7 +25,12 @@ export interface Config {
     timeoutMs: number;
     /** Longest silence from the server before giving up, ms. */
     idleTimeoutMs: number;
+    /** Throughput floor, bytes per second (like curl's --speed-limit). */
+    minSpeed: number;
+    /** How long a transfer may stay under minSpeed before it fails, ms (curl's --speed-time). */
+    minSpeedTimeMs: number;
   };
+  disk: DiskConfig;
   trust: {
     identity: string;
     issuer: string;
@@ -45,6 +57,20 @@ export interface HealthConfig {
   expectVersion: boolean;
   /** Deadline for one probe, ms. */
   probeTimeoutMs: number;
+}
+
+export interface AppUser {
+  name: string;
+  /** Filled in by loadConfig (getent); parseConfig alone leaves them undefined. */
+  uid: number | undefined;
+  gid: number | undefined;
+}
+
+export interface DiskConfig {
+  /** Space kept free on the root's filesystem. Absent: 5% or 1 GiB, whichever is smaller. */
+  reserve: Reserve | undefined;
+  /** Unpacked bytes allowed per downloaded byte. */
+  maxRatio: number;
 }
 
 export type AutoPolicy = 'none' | 'patch' | 'minor' | 'major';
@@ -80,7 +106,30 @@ export async function loadConfig(file: string): Promise<Config> {
       { hint: 'create it (see docs/configuration.md) or pass --config FILE', cause: e },
     );
   }
-  return parseConfig(text, file);
+  const config = parseConfig(text, file);
+  if (config.user) {
+    const ids = lookupUser(config.user.name);
+    if (!ids) {
+      throw new CutoverError('E_CONFIG', `${file}: user "${config.user.name}" is not an account on this machine`, {
+        hint: 'create the account the app runs as (useradd --system), or fix `user`',
+        details: { key: 'user' },
+      });
+    }
+    config.user.uid = ids.uid;
+    config.user.gid = ids.gid;
+  }
+  return config;
+}
+
+/** uid and primary gid of an account, through NSS (`getent passwd`), or undefined when there is none. */
+export function lookupUser(name: string): { uid: number; gid: number } | undefined {
+  const r = spawnSync('/usr/bin/getent', ['passwd', '--', name], { encoding: 'utf8', env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, timeout: 10_000 });
+  if (r.status !== 0) return undefined;
+  const f = r.stdout.split('\n')[0]?.split(':') ?? [];
+  const uid = Number(f[2]);
+  const gid = Number(f[3]);
+  if (f[0] !== name || !Number.isInteger(uid) || !Number.isInteger(gid)) return undefined;
+  return { uid, gid };
 }
 
 type Table = Record<string, unknown>;
@@ -113,7 +162,9 @@ export function parseConfig(text: string, file = '<config>'): Config {
   const root = reader.string('root', { required: true });
   if (!path.isAbsolute(root)) fail('root', 'must be an absolute path');
   if (path.resolve(root) === '/') fail('root', 'must not be /');
-  const keep = reader.integer('keep', { default: 3, min: 1, max: 100 });
+  const keep = reader.integer('keep', { default: 3, min: 0, max: 100 });
+  const userName = reader.optionalString('user');
+  if (userName !== undefined && !/^[a-z_][a-z0-9_.-]{0,31}\$?$/i.test(userName)) fail('user', 'must be an account name such as "demo"');
 
   const src = reader.table('source', { required: true });
   const indexStr = src.string('index', { required: true });
@@ -128,6 +179,8 @@ export function parseConfig(text: string, file = '<config>'): Config {
   if (ca !== undefined && !path.isAbsolute(ca)) fail('source.ca', 'must be an absolute path');
   const timeoutMs = src.duration('timeout', '30m');
   const idleTimeoutMs = src.duration('idle_timeout', '30s');
+  const minSpeed = src.size('min_speed', '1KiB');
+  const minSpeedTimeMs = src.duration('min_speed_time', '30s');
   src.done();
 
   const trust = reader.table('trust', { required: true });
@@ -138,6 +191,16 @@ export function parseConfig(text: string, file = '<config>'): Config {
   const requireTlog = trust.boolean('require_tlog', true);
   const requireTimestamp = trust.boolean('require_timestamp', true);
   trust.done();
+
+  const dk = reader.table('disk', { required: false });
+  const reserveText = dk.optionalString('reserve');
+  let reserve: Reserve | undefined;
+  if (reserveText !== undefined) {
+    reserve = parseReserve(reserveText);
+    if (!reserve) fail('disk.reserve', 'must be a share such as "5%" (at most 50%) or a size such as "1GiB"');
+  }
+  const maxRatio = dk.integer('max_ratio', { default: 100, min: 1, max: 100_000 });
+  dk.done();
 
   const svc = reader.table('service', { required: false });
   const units = svc.stringArray('units');
@@ -188,7 +251,9 @@ export function parseConfig(text: string, file = '<config>'): Config {
     app,
     root: path.resolve(root),
     keep,
-    source: { index, ca, timeoutMs, idleTimeoutMs },
+    user: userName === undefined ? undefined : { name: userName, uid: undefined, gid: undefined },
+    source: { index, ca, timeoutMs, idleTimeoutMs, minSpeed, minSpeedTimeMs },
+    disk: { reserve, maxRatio },
     trust: { identity, issuer, trustedRoot, requireTlog, requireTimestamp },
     service: { units },
     health,
@@ -261,6 +326,13 @@ class TableReader {
     const ms = typeof v === 'string' ? parseDuration(v) : undefined;
     if (ms === undefined || ms <= 0) return this.fail(this.key(k), 'must be a duration such as "30s", "15m" or "6h"');
     return ms;
+  }
+
+  size(k: string, dflt: string): number {
+    const v = this.get(k) ?? dflt;
+    const n = typeof v === 'string' ? parseSize(v) : typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined;
+    if (n === undefined) return this.fail(this.key(k), 'must be a size such as "1KiB", "512MiB" or a number of bytes');
+    return n;
   }
 
   table(k: string, opts: { required: boolean }): TableReader {
