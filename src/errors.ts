@@ -123,6 +123,12 @@ export function fsError(action: string, path: string, cause: unknown): CutoverEr
       cause,
     });
   }
+  if (errno === 'ELOOP') {
+    return new CutoverError('E_UNSAFE_PATH', `cannot ${action} ${path}: it is a symbolic link where cutover keeps a file of its own`, {
+      hint: 'someone planted a link there; remove it (cutover never follows it) and check who can write that directory',
+      cause,
+    });
+  }
   const reason = cause instanceof Error ? cause.message : String(cause);
   return new CutoverError('E_FS', `cannot ${action} ${path}: ${reason}`, {
     hint:

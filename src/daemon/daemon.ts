@@ -3,6 +3,7 @@ import { loadConfig, type Config } from '../config/config.ts';
 import { formatDuration } from '../config/duration.ts';
 import { nextWindowStart } from '../config/window.ts';
 import { createServices } from '../engine/services.ts';
+import { guardConfig } from '../engine/guard.ts';
 import { fetchIndex, runUpdate } from '../engine/update.ts';
 import { CutoverError } from '../errors.ts';
 import { layoutOf } from '../layout/paths.ts';
@@ -56,6 +57,8 @@ interface Status {
 export async function runDaemon(configFile: string, deps: DaemonDeps, stop: AbortSignal): Promise<void> {
   const { notifier, reporter } = deps;
   let config = await loadConfig(configFile);
+  // Fail at start, not at the first round, when another user could edit what root obeys.
+  guardConfig(config);
   const layout = layoutOf(config.root);
   await readState(layout);
   const status: Status = { current: await readCurrent(layout), lastCheck: null, nextCheck: null, lastResult: 'starting' };

@@ -7,6 +7,7 @@ import { readCurrent } from '../layout/swap.ts';
 import { acquireLock } from '../state/lock.ts';
 import { appendHistory, writeState, type State } from '../state/state.ts';
 import { planPrune } from './plan.ts';
+import { guardInstallRoot } from './guard.ts';
 import { recover } from './recover.ts';
 import type { Services } from './services.ts';
 
@@ -24,6 +25,7 @@ export async function runGc(config: Config, services: Services, opts: { keep?: n
     });
   }
   const layout = layoutOf(config.root);
+  guardInstallRoot(config, layout, services.reporter, { create: false });
   const lock = acquireLock(layout.lock, 'gc');
   try {
     const { state } = await recover(config, services, layout);

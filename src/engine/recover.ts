@@ -4,6 +4,7 @@ import type { Config } from '../config/config.ts';
 import type { Layout } from '../layout/paths.ts';
 import { CURRENT_TMP_PREFIX } from '../layout/paths.ts';
 import { readCurrent } from '../layout/swap.ts';
+import { emptyPrivateDir } from '../layout/trusted-path.ts';
 import { appendHistory, readState, writeState, type State } from '../state/state.ts';
 import { activate } from './activate.ts';
 import type { Services } from './services.ts';
@@ -27,11 +28,8 @@ export async function recover(config: Config, services: Services, layout: Layout
   const { reporter } = services;
   const removed: string[] = [];
   for (const dir of [layout.staging, layout.downloads, layout.trash]) {
-    const names = await readdir(dir).catch(() => [] as string[]);
-    for (const n of names) {
-      await rm(path.join(dir, n), { recursive: true, force: true });
-      removed.push(path.join(dir, n));
-    }
+    // Never followed: a link planted in place of one of these is removed, its target untouched.
+    removed.push(...emptyPrivateDir(dir));
   }
   const rootNames = await readdir(layout.root).catch(() => [] as string[]);
   for (const n of rootNames) {

@@ -8,6 +8,7 @@ import { normalizeVersion } from '../release/release-index.ts';
 import { releaseDir } from '../layout/paths.ts';
 import { acquireLock } from '../state/lock.ts';
 import { appendHistory } from '../state/state.ts';
+import { guardInstallRoot } from './guard.ts';
 import { recover } from './recover.ts';
 import type { Services } from './services.ts';
 import { activate, rollBackUnhealthy } from './activate.ts';
@@ -26,6 +27,7 @@ export interface RollbackResult {
 export async function runRollback(config: Config, services: Services, opts: { to?: string | undefined; noRestart?: boolean }): Promise<RollbackResult> {
   const started = Date.now();
   const layout = layoutOf(config.root);
+  guardInstallRoot(config, layout, services.reporter, { create: false });
   const lock = acquireLock(layout.lock, 'rollback');
   try {
     const { state } = await recover(config, services, layout);

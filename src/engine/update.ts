@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rename, rm, statfs, symlink } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rename, rm, statfs, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CutoverError, fsError } from '../errors.ts';
@@ -21,6 +21,8 @@ import { expandIdentity } from '../verify/policy.ts';
 import { loadTrustMaterial } from '../verify/trust.ts';
 import { verifyArtifact } from '../verify/verify.ts';
 import { prune } from './gc.ts';
+import { guardInstallRoot } from './guard.ts';
+import { checkTrustedDir, ensurePrivateDir } from '../layout/trusted-path.ts';
 import { planUpdate, type UpdatePlan } from './plan.ts';
 import { recover } from './recover.ts';
 import type { Services } from './services.ts';
@@ -68,7 +70,7 @@ export async function runUpdate(config: Config, services: Services, opts: Update
   const layout = layoutOf(config.root);
   if (opts.dryRun) return dryRun(config, services, opts, layout, started);
 
-  await ensureLayout(layout);
+  guardInstallRoot(config, layout, services.reporter, { create: true });
   const lock = acquireLock(layout.lock, 'update');
   try {
     const { state } = await recover(config, services, layout);
@@ -159,7 +161,10 @@ async function dryRun(config: Config, services: Services, opts: UpdateOptions, l
     services.reporter.step(`${config.app} v${plan.to} is already current; an update would do nothing`);
     return { ...result, durationMs: Date.now() - started };
   }
-  const sandbox = await mkdtemp(path.join(tmpdir(), 'cutover-dry-run-'));
+  // Another user's TMPDIR (sudo -E) could swap the sandbox for a link mid-download: refuse it.
+  const tmp = path.resolve(tmpdir());
+  checkTrustedDir(tmp, { what: 'TMPDIR', allowStickyFinal: true, fix: 'unset TMPDIR (run sudo without -E) or point it at a directory only root can write' });
+  const sandbox = await mkdtemp(path.join(tmp, 'cutover-dry-run-'));
   try {
     const staging = path.join(sandbox, 'staging');
     await mkdir(staging, { mode: 0o700 });
@@ -230,8 +235,10 @@ async function stageRelease(
   tufCache = layout.tufCache,
 ): Promise<Staged> {
   const { reporter } = services;
-  await mkdir(downloadDir, { recursive: true, mode: 0o700 });
-  await mkdir(stagingParent, { recursive: true, mode: 0o700 });
+  for (const dir of [downloadDir, stagingParent]) {
+    const { removedPlanted } = ensurePrivateDir(dir);
+    if (removedPlanted) reporter.warn(`removed ${removedPlanted}, which someone else left where cutover keeps its own directory`);
+  }
   await checkFreeSpace(downloadDir, release.size);
 
   const deadline = withDeadline(signal, config.source.timeoutMs);
@@ -292,6 +299,9 @@ async function linkRuntime(dir: string): Promise<void> {
 
 /** Make the staged tree durable, then rename it into releases/ as one complete directory. */
 async function installStaged(layout: Layout, staged: string, version: string): Promise<void> {
+  // Staging was private (mkdtemp, 0700); a release is root's and readable by everyone, so the
+  // app's own user can run it.
+  await chmod(staged, 0o755);
   syncFilesystem(staged);
   const dest = releaseDir(layout, version);
   try {
@@ -300,17 +310,6 @@ async function installStaged(layout: Layout, staged: string, version: string): P
     throw fsError('move the staged release to', dest, e);
   }
   await fsyncDir(layout.releases);
-}
-
-export async function ensureLayout(layout: Layout): Promise<void> {
-  try {
-    await mkdir(layout.root, { recursive: true, mode: 0o755 });
-    await mkdir(layout.releases, { recursive: true, mode: 0o755 });
-    await mkdir(layout.runtime, { recursive: true, mode: 0o750 });
-    await mkdir(layout.state, { recursive: true, mode: 0o755 });
-  } catch (e) {
-    throw fsError('create', layout.root, e);
-  }
 }
 
 async function checkFreeSpace(dir: string, need: number): Promise<void> {

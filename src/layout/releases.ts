@@ -1,9 +1,10 @@
-import { lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { lstat, readdir, rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import semver from 'semver';
 import { errnoCode, fsError } from '../errors.ts';
 import { type Layout, releaseDir } from './paths.ts';
+import { ensurePrivateDir } from './trusted-path.ts';
 
 /** Installed releases (directories named v<semver> under releases/), newest first. */
 export async function listInstalled(layout: Layout): Promise<string[]> {
@@ -35,7 +36,7 @@ export async function isInstalled(layout: Layout, version: string): Promise<bool
  * trash first (atomic), then delete the trash copy.
  */
 export async function removeRelease(layout: Layout, version: string): Promise<void> {
-  await mkdir(layout.trash, { recursive: true, mode: 0o700 });
+  ensurePrivateDir(layout.trash);
   const dest = path.join(layout.trash, `v${version}-${randomBytes(4).toString('hex')}`);
   try {
     await rename(releaseDir(layout, version), dest);

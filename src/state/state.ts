@@ -1,4 +1,5 @@
-import { appendFile, open, readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { CutoverError, errnoCode, fsError } from '../errors.ts';
 import { writeFileAtomic } from '../layout/durable.ts';
 import type { Layout } from '../layout/paths.ts';
@@ -34,10 +35,22 @@ export function emptyState(): State {
   return { schema: 1, previous: null, bad: [], pending: null, installed: {} };
 }
 
+const { O_RDONLY, O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW, O_NONBLOCK } = constants;
+
+/** Files under .cutover/ are never read or written through a link. */
+async function readNoFollow(file: string): Promise<string> {
+  const fh = await open(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  try {
+    return await fh.readFile('utf8');
+  } finally {
+    await fh.close();
+  }
+}
+
 export async function readState(layout: Layout): Promise<State> {
   let text: string;
   try {
-    text = await readFile(layout.stateFile, 'utf8');
+    text = await readNoFollow(layout.stateFile);
   } catch (e) {
     if (errnoCode(e) === 'ENOENT') return emptyState();
     throw fsError('read', layout.stateFile, e);
@@ -73,9 +86,9 @@ export interface HistoryRecord {
 /** One JSON line per operation, fsynced: the audit trail `status` shows. */
 export async function appendHistory(layout: Layout, rec: HistoryRecord): Promise<void> {
   try {
-    await appendFile(layout.historyFile, `${JSON.stringify(rec)}\n`, { mode: 0o644 });
-    const fh = await open(layout.historyFile, 'r');
+    const fh = await open(layout.historyFile, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0o644);
     try {
+      await fh.appendFile(`${JSON.stringify(rec)}\n`);
       await fh.sync();
     } finally {
       await fh.close();
@@ -88,7 +101,7 @@ export async function appendHistory(layout: Layout, rec: HistoryRecord): Promise
 export async function readHistory(layout: Layout, limit = 20): Promise<HistoryRecord[]> {
   let text: string;
   try {
-    text = await readFile(layout.historyFile, 'utf8');
+    text = await readNoFollow(layout.historyFile);
   } catch (e) {
     if (errnoCode(e) === 'ENOENT') return [];
     throw fsError('read', layout.historyFile, e);

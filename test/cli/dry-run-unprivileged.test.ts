@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CLI, entriesOf, type RunResult } from '../helpers/cli.ts';
@@ -41,7 +41,7 @@ describe('update --dry-run as an unprivileged user', { skip: root ? false : 'nee
   test('it verifies and plans without being able to write anything under the root', async () => {
     const tmp = path.join(w.dir, 'nobody-tmp');
     mkdirSync(tmp, { mode: 0o700 });
-    chmodSync(tmp, 0o777);
+    chownSync(tmp, NOBODY, NOBODY);
     const before = w.snapshot();
     const state = readFileSync(path.join(w.root, '.cutover', 'state.json'), 'utf8');
     const r = await runAsNobody(['update', '--dry-run', '--json'], { TMPDIR: tmp });
