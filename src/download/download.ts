@@ -56,7 +56,7 @@ export async function downloadToFile(
       fill = 0;
     };
     try {
-      for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      for await (const chunk of res.body) {
         bytes += chunk.length;
         if (bytes > opts.size) {
           res.body.destroy();
@@ -108,14 +108,14 @@ export async function fetchJson(
     const chunks: Buffer[] = [];
     let n = 0;
     for await (const chunk of res.body) {
-      n += (chunk as Buffer).length;
+      n += chunk.length;
       if (n > maxBytes) {
         res.body.destroy();
         throw new CutoverError('E_NET_SIZE', `${what} at ${url.href} is larger than ${maxBytes} bytes`, {
           hint: 'check that the URL points at the right document',
         });
       }
-      chunks.push(chunk as Buffer);
+      chunks.push(chunk);
     }
     return Buffer.concat(chunks).toString('utf8');
   });

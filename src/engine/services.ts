@@ -12,7 +12,12 @@ export interface Services {
 
 export function createServices(config: Config, reporter: Reporter): Services {
   return {
-    http: new HttpClient({ caFile: config.source.ca, idleTimeoutMs: config.source.idleTimeoutMs }),
+    http: new HttpClient({
+      caFile: config.source.ca,
+      idleTimeoutMs: config.source.idleTimeoutMs,
+      minSpeed: config.source.minSpeed,
+      minSpeedTimeMs: config.source.minSpeedTimeMs,
+    }),
     reporter,
     serviceManager: new Systemctl(),
   };

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
 import { entriesOf } from '../helpers/cli.ts';
 import path from 'node:path';
@@ -112,6 +113,40 @@ describe('hostile input changes nothing', () => {
       try {
         w.fault('demo-1.2.3.tar.gz', { kind: 'trickle', intervalMs: 100 });
         await expectRefused(['update', '--version', '1.2.3'], 4, /E_NET_TIMEOUT/);
+      } finally {
+        w.writeConfig();
+      }
+    });
+
+    test('a trickle under source.min_speed fails with E_NET_SLOW within the bounded attempts', async () => {
+      // Incompressible, so the archive is ~16 KiB: half a minute at the trickle's 500 B/s.
+      await w.publish('1.2.6', { files: { 'bin/demo': randomBytes(12 << 10).toString('base64') } });
+      w.writeConfig({ source: 'timeout = "60s"\nidle_timeout = "10s"\nmin_speed = "2KiB"\nmin_speed_time = "1s"' });
+      try {
+        w.fault('demo-1.2.6.tar.gz', { kind: 'trickle', intervalMs: 100, bytesPerTick: 50 });
+        const line = await expectRefused(['update', '--version', '1.2.6'], 4, /E_NET_SLOW/);
+        assert.match(
+          line,
+          /^demo: E_NET_SLOW: download of https:\/\/127\.0\.0\.1:\d+\/demo\/demo-1\.2\.6\.tar\.gz ran at [\d.]+ B\/s, under source\.min_speed 2\.0 KiB\/s for 1\.0s; .*min_speed/,
+        );
+        assert.equal(w.server.hits.filter((h) => h === 'demo/demo-1.2.6.tar.gz').length, 3, 'one request per attempt, three attempts');
+      } finally {
+        w.writeConfig();
+      }
+    });
+
+    test('min_speed = "0" turns the floor off', async () => {
+      await w.publish('1.0.2');
+      // 150 B/s for about a second: the floor below would have failed it after 500 ms.
+      w.writeConfig({ source: 'timeout = "60s"\nidle_timeout = "10s"\nmin_speed = "0"\nmin_speed_time = "500ms"' });
+      try {
+        w.fault('demo-1.0.2.tar.gz', { kind: 'trickle', intervalMs: 100, bytesPerTick: 15 });
+        const r = await w.run(['update', '--version', '1.0.2']);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(readlinkSync(path.join(w.root, 'current')), 'releases/v1.0.2');
+        assert.equal(w.server.hits.filter((h) => h === 'demo/demo-1.0.2.tar.gz').length, 1);
+        assert.equal((await w.run(['rollback'])).code, 0);
+        good = w.snapshot();
       } finally {
         w.writeConfig();
       }

@@ -34,7 +34,10 @@ export type Fault =
   | { kind: 'truncate'; after: number }
   | { kind: 'extra'; bytes: number }
   | { kind: 'hang' }
-  | { kind: 'trickle'; intervalMs: number }
+  /** Headers, then `bytesPerTick` (default 1) bytes every `intervalMs` to the end. */
+  | { kind: 'trickle'; intervalMs: number; bytesPerTick?: number }
+  /** The first `after` bytes, a pause of `ms`, then the rest at once. */
+  | { kind: 'stall'; after: number; ms: number }
   | { kind: 'redirect'; to: string }
   | { kind: 'replace'; body: Buffer };
 
@@ -115,6 +118,7 @@ export class ReleaseServer {
     if (fault?.kind === 'trickle') {
       res.writeHead(200, { 'content-length': size });
       const data = body ?? readFileSync((content as { file: string }).file);
+      const step = fault.bytesPerTick ?? 1;
       let i = 0;
       const t = setInterval(() => {
         if (res.destroyed || i >= data.length) {
@@ -122,10 +126,18 @@ export class ReleaseServer {
           res.end();
           return;
         }
-        res.write(data.subarray(i, i + 1));
-        i++;
+        res.write(data.subarray(i, i + step));
+        i += step;
       }, fault.intervalMs);
       res.on('close', () => clearInterval(t));
+      return;
+    }
+    if (fault?.kind === 'stall') {
+      res.writeHead(200, { 'content-length': size });
+      const data = body ?? readFileSync((content as { file: string }).file);
+      res.write(data.subarray(0, fault.after));
+      const t = setTimeout(() => res.end(data.subarray(fault.after)), fault.ms);
+      res.on('close', () => clearTimeout(t));
       return;
     }
     if (fault?.kind === 'truncate') {
