@@ -8,7 +8,7 @@ import type { Config } from '../config/config.ts';
 import { downloadToFile, fetchJson } from '../download/download.ts';
 import { fsyncDir, syncFilesystem } from '../layout/durable.ts';
 import { layoutOf, releaseDir, type Layout } from '../layout/paths.ts';
-import { listInstalled } from '../layout/releases.ts';
+import { diskUsage, listInstalled } from '../layout/releases.ts';
 import { readCurrent } from '../layout/swap.ts';
 import { checkManifest, readReleaseManifest } from '../release/manifest.ts';
 import { parseReleaseIndex, resolveRelease, type ReleaseEntry, type ReleaseIndex } from '../release/release-index.ts';
@@ -21,6 +21,7 @@ import { expandIdentity } from '../verify/policy.ts';
 import { loadTrustMaterial } from '../verify/trust.ts';
 import { verifyArtifact } from '../verify/verify.ts';
 import { prune } from './gc.ts';
+import { planSpace, type SpacePlan } from './disk.ts';
 import { guardInstallRoot } from './guard.ts';
 import { checkTrustedDir, ensurePrivateDir } from '../layout/trusted-path.ts';
 import { planUpdate, type UpdatePlan } from './plan.ts';
@@ -85,9 +86,12 @@ export async function runUpdate(config: Config, services: Services, opts: Update
     }
     const activating = !opts.noRestart && config.service.units.length > 0;
     if (activating && plan.from !== null) await preflight(config, services, plan.from, { force: !!opts.force, signal: opts.signal });
+    let prePruned: string[] = [];
     try {
       if (plan.action === 'install') {
-        const staged = await stageRelease(config, services, layout, layout.downloads, layout.staging, release, opts.signal);
+        const space = await makeRoom(config, services, layout, state, plan);
+        prePruned = space.prune;
+        const staged = await stageRelease(config, services, layout, layout.downloads, layout.staging, release, opts.signal, layout.tufCache, space.budget);
         Object.assign(result, staged.facts);
         opts.signal.throwIfAborted();
         await installStaged(layout, staged.dir, release.version);
@@ -119,7 +123,7 @@ export async function runUpdate(config: Config, services: Services, opts: Update
         state.bad = state.bad.filter((v) => v !== plan.to);
         await writeState(layout, state);
       }
-      const pruned = await prune(layout, state, plan.prune, services);
+      const pruned = [...prePruned, ...(await prune(layout, state, plan.prune, services))];
       await appendHistory(layout, {
         at: iso(),
         op: 'update',
@@ -174,6 +178,47 @@ async function dryRun(config: Config, services: Services, opts: UpdateOptions, l
     await rm(sandbox, { recursive: true, force: true });
   }
   return { ...result, durationMs: Date.now() - started };
+}
+
+/**
+ * Before staging: will the download and the unpacked release fit beside what is kept, leaving
+ * the reserve free? If only pruning makes it fit, prune first (oldest first, never current or
+ * previous) and say so; if nothing would, refuse with the arithmetic and prune nothing.
+ */
+async function makeRoom(config: Config, services: Services, layout: Layout, state: State, plan: UpdatePlan): Promise<SpacePlan> {
+  const st = await statfs(layout.root).catch((e: unknown) => {
+    throw fsError('measure free space on', layout.root, e);
+  });
+  const installed = await listInstalled(layout);
+  const prunable = [];
+  for (const v of installed) {
+    if (v === plan.from || v === state.previous || v === plan.to) continue;
+    prunable.push({ version: v, bytes: await diskUsage(releaseDir(layout, v)) });
+  }
+  const space = planSpace({
+    version: plan.to,
+    root: layout.root,
+    free: st.bavail * st.bsize,
+    total: st.blocks * st.bsize,
+    reserve: config.disk.reserve,
+    download: plan.release.size,
+    unpacked: plan.release.unpackedSize,
+    prunable,
+    prunedAnyway: plan.prune,
+  });
+  if (space.prune.length) {
+    services.reporter.step(
+      `Not enough space for v${plan.to} (${formatBytes(space.need)} needed, ${formatBytes(space.available)} available after the ${formatBytes(space.reserve)} reserve): removing ${space.prune.map((v) => `v${v}`).join(', ')} first`,
+    );
+    const removed = await prune(layout, state, space.prune, services);
+    if (removed.length !== space.prune.length) {
+      throw new CutoverError('E_NO_SPACE', `could not remove ${space.prune.filter((v) => !removed.includes(v)).map((v) => `v${v}`).join(', ')} to make room for v${plan.to}`, {
+        hint: 'free space on that filesystem by hand, then retry',
+      });
+    }
+    plan.prune = plan.prune.filter((v) => !removed.includes(v));
+  }
+  return space;
 }
 
 async function makePlan(
@@ -233,6 +278,8 @@ async function stageRelease(
   release: ReleaseEntry,
   signal: AbortSignal,
   tufCache = layout.tufCache,
+  /** Bytes extraction may write; undefined: what the filesystem has free now, less the download. */
+  budget?: number,
 ): Promise<Staged> {
   const { reporter } = services;
   for (const dir of [downloadDir, stagingParent]) {

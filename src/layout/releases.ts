@@ -46,6 +46,23 @@ export async function removeRelease(layout: Layout, version: string): Promise<vo
   await rm(dest, { recursive: true, force: true });
 }
 
+/** Space a tree occupies on disk (allocated blocks, not apparent sizes), without following links. */
+export async function diskUsage(dir: string): Promise<number> {
+  let bytes = 0;
+  const walk = async (d: string): Promise<void> => {
+    const entries = await readdir(d, { withFileTypes: true }).catch(() => []);
+    for (const ent of entries) {
+      const p = path.join(d, ent.name);
+      const st = await lstat(p).catch(() => null);
+      if (!st) continue;
+      bytes += st.blocks * 512;
+      if (st.isDirectory()) await walk(p);
+    }
+  };
+  await walk(dir);
+  return bytes;
+}
+
 /** Directory sizes for `list`, counted without following links. */
 export async function treeSize(dir: string): Promise<{ files: number; bytes: number }> {
   let files = 0;

@@ -8,6 +8,8 @@ export interface ReleaseEntry {
   bundle: URL;
   sha256: string;
   size: number;
+  /** Bytes the archive unpacks to, when the index says (`unpacked_size`). */
+  unpackedSize?: number;
 }
 
 export interface ReleaseIndex {

@@ -28,6 +28,8 @@ export interface PublishOptions {
   indexSize?: number;
   /** Sign with another, untrusted Sigstore instance. */
   untrusted?: boolean;
+  /** More fields for the index entry (e.g. unpacked_size). */
+  indexExtra?: Record<string, unknown>;
 }
 
 /**
@@ -114,6 +116,7 @@ ${extra.trust ?? ''}
       bundle: `${name}.sigstore.json`,
       sha256: opts.indexSha256 ?? createHash('sha256').update(archive).digest('hex'),
       size: opts.indexSize ?? archive.length,
+      ...opts.indexExtra,
     };
     if (i >= 0) this.releases[i] = entry;
     else this.releases.push(entry);
