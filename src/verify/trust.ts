@@ -87,6 +87,7 @@ export function parseTrustedRoot(text: string, where: string): TrustedRoot {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
     throw badRoot(`${where} is not a JSON object`);
   }
+  checkValidity(json as Record<string, unknown>, where);
   let root: TrustedRoot;
   try {
     root = TrustedRoot.fromJSON(json);
@@ -97,6 +98,45 @@ export function parseTrustedRoot(text: string, where: string): TrustedRoot {
     throw badRoot(`${where} lists no certificate authorities`);
   }
   return root;
+}
+
+/**
+ * Every key and authority must say since when it is valid. A missing `validFor.start` is not
+ * "valid since forever": the library would read it so, and a key with no start would vouch for
+ * signatures from before it existed. Refuse such a root (sigstore-conformance's
+ * trust-root-tlog-missing-validity-start_fail), as well as an end before the start.
+ */
+function checkValidity(json: Record<string, unknown>, where: string): void {
+  const lists: Array<[string, (e: Record<string, unknown>) => unknown]> = [
+    ['tlogs', (e) => (e.publicKey as Record<string, unknown> | undefined)?.validFor],
+    ['ctlogs', (e) => (e.publicKey as Record<string, unknown> | undefined)?.validFor],
+    ['certificateAuthorities', (e) => e.validFor],
+    ['timestampAuthorities', (e) => e.validFor],
+  ];
+  for (const [key, validForOf] of lists) {
+    const list = json[key];
+    if (list === undefined) continue;
+    if (!Array.isArray(list)) throw badRoot(`${where}: ${key} is not a list`);
+    list.forEach((entry: unknown, i) => {
+      const e = (entry ?? {}) as Record<string, unknown>;
+      const name = `${key}[${i}]${describeEntry(e)}`;
+      const v = validForOf(e) as Record<string, unknown> | undefined;
+      if (!v || typeof v !== 'object') throw badRoot(`${where}: ${name} has no validFor period`);
+      const start = typeof v.start === 'string' ? Date.parse(v.start) : NaN;
+      if (Number.isNaN(start)) throw badRoot(`${where}: ${name} has no valid validFor.start, so it would be trusted for any time`);
+      if (v.end !== undefined) {
+        const end = typeof v.end === 'string' ? Date.parse(v.end) : NaN;
+        if (Number.isNaN(end) || end < start) throw badRoot(`${where}: ${name} has a validFor.end that is invalid or before its start`);
+      }
+    });
+  }
+}
+
+function describeEntry(e: Record<string, unknown>): string {
+  const logId = (e.logId as Record<string, unknown> | undefined)?.keyId;
+  if (typeof logId === 'string') return ` (logId ${logId.slice(0, 16)}…)`;
+  const uri = e.uri ?? (e.subject as Record<string, unknown> | undefined)?.commonName;
+  return typeof uri === 'string' ? ` (${JSON.stringify(uri.slice(0, 80))})` : '';
 }
 
 async function readTrustedRootFile(file: string): Promise<TrustedRoot> {

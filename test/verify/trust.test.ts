@@ -156,3 +156,28 @@ test("the caller's abort is not turned into a fallback", async () => {
     (e) => e === reason,
   );
 });
+
+test('a key or authority without validFor.start is refused, not read as valid since forever (conformance: trust-root-tlog-missing-validity-start_fail)', async () => {
+  const tufCachePath = path.join(dir, 'unused');
+  const pristine = JSON.parse(await readFile(PUBLIC_GOOD_ROOT, 'utf8'));
+  const cases: Array<[string, (r: Record<string, any>) => void, RegExp]> = [
+    ['tlog start', (r) => delete r.tlogs[0].publicKey.validFor.start, /tlogs\[0\] \(logId wNI9atQGlz\+VWfO6…\) has no valid validFor\.start/],
+    ['tlog period', (r) => delete r.tlogs[0].publicKey.validFor, /tlogs\[0\] .*has no validFor period/],
+    ['ctlog start', (r) => delete r.ctlogs[0].publicKey.validFor.start, /ctlogs\[0\] .*has no valid validFor\.start/],
+    ['CA start', (r) => delete r.certificateAuthorities[0].validFor.start, /certificateAuthorities\[0\] .*has no valid validFor\.start/],
+    ['TSA start', (r) => delete r.timestampAuthorities[0].validFor.start, /timestampAuthorities\[0\] .*has no valid validFor\.start/],
+    ['garbage start', (r) => (r.tlogs[0].publicKey.validFor.start = 'yesterday'), /tlogs\[0\] .*has no valid validFor\.start/],
+    ['end before start', (r) => (r.certificateAuthorities[0].validFor.end = '2000-01-01T00:00:00Z'), /certificateAuthorities\[0\] .*validFor\.end that is invalid or before its start/],
+  ];
+  for (const [name, mutate, message] of cases) {
+    const root = structuredClone(pristine);
+    mutate(root);
+    const file = path.join(dir, `no-start-${name.replace(/\W/g, '-')}.json`);
+    await writeFile(file, JSON.stringify(root));
+    const e = await trustRootError(() => loadTrustMaterial({ trustedRootPath: file, tufCachePath }));
+    assert.match(e.message, message, name);
+  }
+  // The roots as published still load and verify.
+  const loaded = await loadTrustMaterial({ trustedRootPath: PUBLIC_GOOD_ROOT, tufCachePath });
+  await verifiesPublicGood(loaded.material);
+});
