@@ -1,4 +1,5 @@
 import { CutoverError, EXIT, type ExitCode } from '../errors.ts';
+import { escapeControls, escapeDeep } from '../text.ts';
 
 /**
  * The one place that turns an outcome into an exit code and the one line an operator reads.
@@ -17,14 +18,15 @@ export function reportFailure(
           hint: 'this is a bug in cutover; rerun with --verbose and report the output',
           cause: e,
         });
-  stderr.write(`${opts.prog}: ${err.toLine()}\n`);
+  // Messages can carry text from outside (a server, the index): nothing raw reaches the terminal.
+  stderr.write(`${opts.prog}: ${escapeControls(err.toLine())}\n`);
   if (opts.verbose) {
     const cause = err.cause ?? err;
-    stderr.write(`${(cause as Error)?.stack ?? String(cause)}\n`);
+    stderr.write(`${String((cause as Error)?.stack ?? cause).split('\n').map(escapeControls).join('\n')}\n`);
   }
   if (opts.json) {
     stdout.write(
-      `${JSON.stringify({ ok: false, error: { code: err.code, exit: err.exitCode, message: err.message, hint: err.hint ?? null, ...(err.details ? { details: err.details } : {}) } })}\n`,
+      `${JSON.stringify(escapeDeep({ ok: false, error: { code: err.code, exit: err.exitCode, message: err.message, hint: err.hint ?? null, ...(err.details ? { details: err.details } : {}) } }))}\n`,
     );
   }
   return err.exitCode;

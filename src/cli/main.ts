@@ -5,6 +5,7 @@ import { loadConfig, resolveConfigPath, type Config } from '../config/config.ts'
 import { getStatus, listReleases } from '../engine/status.ts';
 import { CutoverError, EXIT, type ExitCode } from '../errors.ts';
 import { formatBytes } from '../report.ts';
+import { escapeControls, escapeDeep } from '../text.ts';
 import { reportFailure } from './exit.ts';
 import { TerminalReporter } from './output.ts';
 // The engine (undici, Sigstore, tar) loads only for the commands that need it: `status`,
@@ -80,10 +81,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     return { config, services: createServices(config, reporter) };
   };
   const emit = (result: unknown, human: () => string | null): void => {
-    if (globals.json) process.stdout.write(`${JSON.stringify({ ok: true, ...(result as object) })}\n`);
+    if (globals.json) process.stdout.write(`${JSON.stringify(escapeDeep({ ok: true, ...(result as object) }))}\n`);
     else {
       const text = human();
-      if (text) process.stdout.write(`${text}\n`);
+      if (text) process.stdout.write(`${escapeTable(text)}\n`);
     }
   };
 
@@ -246,6 +247,11 @@ function parseCount(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a whole number of at least 1');
   return n;
+}
+
+/** Tables are ours line by line; only what a line holds may come from outside. */
+function escapeTable(text: string): string {
+  return text.split('\n').map(escapeControls).join('\n');
 }
 
 function describeAction(a: 'install' | 'switch' | 'noop'): string {

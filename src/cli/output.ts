@@ -1,4 +1,5 @@
 import type { Reporter } from '../report.ts';
+import { escapeControls } from '../text.ts';
 
 export interface OutputOptions {
   json: boolean;
@@ -29,12 +30,12 @@ export class TerminalReporter implements Reporter {
   step(message: string): void {
     if (this.quiet) return;
     this.clearBar();
-    this.out.write(`${this.prog}: ${message}\n`);
+    this.out.write(`${this.prog}: ${escapeControls(message)}\n`);
   }
 
   warn(message: string): void {
     this.clearBar();
-    this.out.write(`${this.prog}: warning: ${message}\n`);
+    this.out.write(`${this.prog}: warning: ${escapeControls(message)}\n`);
   }
 
   progress(label: string, done: number, total: number | undefined): void {

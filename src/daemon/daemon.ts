@@ -9,6 +9,7 @@ import { CutoverError } from '../errors.ts';
 import { layoutOf } from '../layout/paths.ts';
 import { readCurrent } from '../layout/swap.ts';
 import type { Reporter } from '../report.ts';
+import { escapeControls } from '../text.ts';
 import { readState } from '../state/state.ts';
 import type { Notifier } from './notify.ts';
 import { bump, decide, type Decision } from './policy.ts';
@@ -30,7 +31,7 @@ export class JournalReporter implements Reporter {
   }
   progress(): void {}
   line(priority: number, message: string): void {
-    this.out.write(`<${priority}>${message.replace(/\n/g, ' ')}\n`);
+    this.out.write(`<${priority}>${escapeControls(message)}\n`);
   }
 }
 

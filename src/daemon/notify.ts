@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { escapeControls } from '../text.ts';
 
 /** The systemd notify protocol (sd_notify), as far as cutover speaks it. */
 export interface Notifier {
@@ -29,7 +30,7 @@ export class SystemdNotifier implements Notifier {
 
   notify(fields: Record<string, string>): Promise<void> {
     if (!this.enabled) return Promise.resolve();
-    const args = [`--pid=${process.pid}`, ...Object.entries(fields).map(([k, v]) => `${k}=${v.replace(/\n/g, ' ')}`)];
+    const args = [`--pid=${process.pid}`, ...Object.entries(fields).map(([k, v]) => `${k}=${escapeControls(v)}`)];
     this.queue = this.queue.then(
       () =>
         new Promise<void>((resolve) => {

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import type { HealthConfig } from '../config/config.ts';
+import { untrusted } from '../text.ts';
 
 export interface ProbeResult {
   ok: boolean;
@@ -54,17 +55,19 @@ export async function probeOnce(cfg: HealthConfig, agent: Agent, expectVersion: 
         return { ok: false, reason: 'answer reports no version (JSON "version" or X-App-Version)', status: res.statusCode, ms: ms() };
       }
       if (version.replace(/^v/, '') !== expectVersion.replace(/^v/, '')) {
-        return { ok: false, reason: `answer reports version ${version}, expected ${expectVersion}`, status: res.statusCode, version, ms: ms() };
+        // The answer is the app's, not ours: quoted and escaped before it reaches any output.
+        const shown = untrusted(version);
+        return { ok: false, reason: `answer reports version "${shown}", expected ${expectVersion}`, status: res.statusCode, version: shown, ms: ms() };
       }
     }
-    return { ok: true, reason: 'ok', status: res.statusCode, ...(version ? { version } : {}), ms: ms() };
+    return { ok: true, reason: 'ok', status: res.statusCode, ...(version ? { version: untrusted(version) } : {}), ms: ms() };
   } catch (e) {
     if (signal.aborted) throw signal.reason;
     const err = e as Error & { code?: string };
     const reason =
       err.name === 'TimeoutError' || err.code === 'UND_ERR_HEADERS_TIMEOUT' || err.code === 'UND_ERR_BODY_TIMEOUT'
         ? `no answer within ${cfg.probeTimeoutMs} ms`
-        : (err.code ?? err.message);
+        : untrusted(err.code ?? err.message);
     return { ok: false, reason, ms: ms() };
   }
 }

@@ -56,7 +56,7 @@ describe('health gate against a real server', () => {
     answer = json(200, { version: '1.3.0' });
     const g = await healthGate(cfg({ timeoutMs: 300 }), '1.4.0', { signal });
     assert.equal(g.healthy, false);
-    assert.match(g.last?.reason ?? '', /reports version 1\.3\.0, expected 1\.4\.0/);
+    assert.match(g.last?.reason ?? '', /reports version "1\.3\.0", expected 1\.4\.0/);
   });
 
   test('no version reported is unhealthy when expect_version is on, fine when off', async () => {

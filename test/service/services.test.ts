@@ -304,7 +304,7 @@ auto = "patch"
     await release('1.1.6', { retryBind: true });
     r = await w.run(['update', '--version', '1.1.6']);
     assert.equal(r.code, 8, r.stderr);
-    assert.match(r.stderr, /reports version 1\.1\.5, expected 1\.1\.6/);
+    assert.match(r.stderr, /reports version "1\.1\.5", expected 1\.1\.6/);
     assert.equal(current(), 'releases/v1.1.5');
     await sd.systemctl(['kill', '--kill-who=all', '--signal=SIGKILL', 'demo.service']);
   });
