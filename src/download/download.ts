@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, constants, openSync, writeSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { CutoverError, errnoCode, fsError, type ErrorCode } from '../errors.ts';
 import type { HttpClient } from './http.ts';
@@ -44,7 +44,8 @@ export async function downloadToFile(
     // when this returns or throws.
     let fd: number;
     try {
-      fd = openSync(dest, 'w', 0o600);
+      // A fresh file, never through a link: O_EXCL refuses anything already at the path.
+      fd = openSync(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     } catch (e) {
       throw fsError('create', dest, e);
     }

@@ -14,6 +14,9 @@ import type { Reporter } from '../report.ts';
 /** The config file a root process obeys must be root's alone, as must the directories above it. */
 export function guardConfig(config: Config): void {
   checkTrustedFile(path.resolve(config.file), { what: 'config file' });
+  // What the config points at decides what is trusted: a pinned Sigstore root, an extra CA.
+  if (config.trust.trustedRoot) checkTrustedFile(config.trust.trustedRoot, { what: 'trust.trusted_root' });
+  if (config.source.ca) checkTrustedFile(config.source.ca, { what: 'source.ca' });
 }
 
 /**

@@ -305,6 +305,7 @@ async function stageRelease(
   }
 
   reporter.step('Verifying Sigstore signature');
+  if (tufCache === layout.tufCache) ensurePrivateDir(tufCache);
   const trust = await loadTrustMaterial({
     ...(config.trust.trustedRoot !== undefined ? { trustedRootPath: config.trust.trustedRoot } : {}),
     tufCachePath: tufCache,
