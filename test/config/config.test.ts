@@ -53,7 +53,7 @@ test('a misspelt top-level key names its line', () => {
 });
 
 test('bad values name the key', () => {
-  assert.match(configError(GOOD.replace('keep = 2', 'keep = 0')).message, /:3: keep must be an integer from 1/);
+  assert.match(configError(GOOD.replace('keep = 2', 'keep = 101')).message, /:3: keep must be an integer from 0 to 100/);
   assert.match(configError(GOOD.replace('keep = 2', 'keep = "two"')).message, /keep must be an integer/);
   assert.match(configError(GOOD.replace('https://releases', 'http://releases')).message, /source\.index must be an https:\/\/ URL/);
   assert.match(configError(GOOD.replace('root = "/opt/demo"', 'root = "opt/demo"')).message, /root must be an absolute path/);
