@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -20,14 +22,43 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** The units from systemd/, pointed at this test's root, port and Node. */
-function unitFrom(file: string, root: string, port: number): string {
-  return readFileSync(path.join(REPO, 'systemd', file), 'utf8')
+/**
+ * The units from systemd/ as shipped, pointed at this test's root, port, Node and app account.
+ * PrivateTmp=yes would give the unit an empty /var/tmp of its own, where the test root lives
+ * (the namespaced systemd's workDir): so that one line becomes PrivateTmp=no.
+ */
+function unitFrom(file: string, root: string, port: number, account: string): string {
+  const text = readFileSync(path.join(REPO, 'systemd', file), 'utf8');
+  assert.match(text, /^User=demo$/m, `${file} runs as User=demo`);
+  assert.match(text, /^Group=demo$/m, `${file} runs as Group=demo`);
+  return text
     .replaceAll('/opt/demo', root)
     .replaceAll('/usr/bin/node', process.execPath)
     .replace('Environment=PORT=9007', `Environment=PORT=${port}`)
-    .replace(/^(User|Group)=.*$/gm, '')
-    .replace('PrivateTmp=yes', 'PrivateTmp=no # the test root lives under /var/tmp, which PrivateTmp would hide');
+    .replace(/^User=demo$/m, `User=${account}`)
+    .replace(/^Group=demo$/m, `Group=${account}`)
+    .replace('PrivateTmp=yes', 'PrivateTmp=no');
+}
+
+/** A real unprivileged account for the app's units, named so that parallel runs never collide. */
+function createAccount(): string {
+  const name = `cutover-t${randomBytes(4).toString('hex')}`;
+  const r = spawnSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', name], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`useradd ${name}: ${(r.stderr || r.error?.message || `exit ${r.status}`).trim()}`);
+  return name;
+}
+
+/** Remove the account and its group (userdel removes a private group itself; groupdel any left). */
+function removeAccount(name: string): void {
+  const u = spawnSync('userdel', [name], { encoding: 'utf8' });
+  const g = spawnSync('getent', ['group', name]).status === 0 ? spawnSync('groupdel', [name], { encoding: 'utf8' }) : undefined;
+  const problems = [u.status === 0 ? '' : `userdel ${name}: ${u.stderr.trim()}`, !g || g.status === 0 ? '' : `groupdel ${name}: ${g.stderr.trim()}`].filter(Boolean);
+  if (problems.length) throw new Error(problems.join('; '));
+}
+
+function idsOf(name: string): { uid: number; gid: number } {
+  const f = spawnSync('getent', ['passwd', name], { encoding: 'utf8' }).stdout.split(':');
+  return { uid: Number(f[2]), gid: Number(f[3]) };
 }
 
 async function health(port: number): Promise<{ status: number; version?: string } | null> {
@@ -46,18 +77,24 @@ describe('services: ordered restarts, health gate, automatic rollback, daemon (r
   let sd: Systemd;
   let w: World;
   let port = 0;
+  let account = '';
   const release = (version: string, behaviour?: object) =>
     w.publish(version, { files: { 'server.mjs': APP, ...(behaviour ? { 'behaviour.json': JSON.stringify(behaviour) } : {}) } });
   const current = () => readlinkSync(path.join(w.root, 'current'));
   const state = () => JSON.parse(readFileSync(path.join(w.root, '.cutover', 'state.json'), 'utf8')) as { bad: string[]; pending: unknown; previous: string | null };
 
   before(async () => {
+    account = createAccount();
     sd = await startSystemd();
     w = await World.create({ base: sd.workDir });
+    // mkdtemp made the world dir 0700: the app's account must pass through it to reach its release.
+    chmodSync(w.dir, 0o755);
     w.runner = (args, env) => sd.exec(process.execPath, [...NODE_FLAGS, CLI, ...args], { env: { CUTOVER_PROG: 'demo', ...(env as Record<string, string>) }, timeoutMs: 120_000 });
     port = await freePort();
     w.writeConfig({
-      top: `[service]
+      top: `user = "${account}"
+
+[service]
 units = ["demo.service", "demo-worker.service"]
 
 [health]
@@ -72,16 +109,21 @@ interval = "10s"
 auto = "patch"
 `,
     });
-    sd.writeUnit('demo.service', unitFrom('demo.service', w.root, port));
-    sd.writeUnit('demo-worker.service', unitFrom('demo-worker.service', w.root, port));
+    sd.writeUnit('demo.service', unitFrom('demo.service', w.root, port, account));
+    sd.writeUnit('demo-worker.service', unitFrom('demo-worker.service', w.root, port, account));
     await sd.daemonReload();
     await release('1.0.0');
     const r = await w.run(['update', '--version', '1.0.0']);
     assert.equal(r.code, 0, `${r.stderr}\n${sd.journald ? await sd.journal('demo.service') : ''}`);
   });
   after(async () => {
-    await sd?.stop();
-    await w?.close();
+    try {
+      await sd?.stop();
+      await w?.close();
+    } finally {
+      // After stop(): userdel refuses an account that still has processes.
+      if (account) removeAccount(account);
+    }
   });
 
   test('a good update restarts the units in order and passes the health gate', async () => {
@@ -102,6 +144,22 @@ auto = "patch"
     assert.ok(Number(app.ActiveEnterTimestampMonotonic) < Number(worker.ActiveEnterTimestampMonotonic), 'app up before worker');
     assert.deepEqual(await health(port), { status: 200, version: '1.1.0' });
     assert.equal(state().pending, null);
+    // Both units run as the app's account, as shipped (User=demo), not as root.
+    const ids = idsOf(account);
+    for (const unit of ['demo.service', 'demo-worker.service']) {
+      const p = await sd.show(unit, ['MainPID', 'User', 'Group']);
+      assert.deepEqual([p.User, p.Group], [account, account], unit);
+      const status = await sd.exec('cat', [`/proc/${p.MainPID}/status`]);
+      assert.equal(status.code, 0, status.stderr);
+      const uids = (/^Uid:\s+(.*)$/m.exec(status.stdout)?.[1] ?? '').split(/\s+/).map(Number); // real, effective, saved, fs
+      assert.deepEqual(uids, [ids.uid, ids.uid, ids.uid, ids.uid], `${unit} main process uids`);
+    }
+    // runtime/ is the account's, and the app (as that account) wrote its start record there.
+    const rt = statSync(path.join(w.root, 'runtime'));
+    assert.deepEqual([rt.uid, rt.gid, (rt.mode & 0o7777).toString(8)], [ids.uid, ids.gid, '750']);
+    const lastStart = path.join(w.root, 'runtime', 'last-start');
+    assert.equal(statSync(lastStart).uid, ids.uid, 'written by the app as its account');
+    assert.deepEqual(JSON.parse(readFileSync(lastStart, 'utf8')), { version: '1.1.0', pid: Number(app.MainPID), uid: ids.uid });
     console.log(`# measured: update start to healthy ${ms} ms (CLI wall time, includes download and verification)`);
   });
 
