@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { loadConfig, resolveConfigPath, type Config } from '../config/config.ts';
 import { getStatus, listReleases } from '../engine/status.ts';
 import { CutoverError, EXIT, type ExitCode } from '../errors.ts';
 import { formatBytes } from '../report.ts';
+import { checkVersion } from '../release/release-index.ts';
 import { escapeControls, escapeDeep } from '../text.ts';
 import { reportFailure } from './exit.ts';
 import { TerminalReporter } from './output.ts';
@@ -91,7 +92,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   program
     .command('update')
     .description('download, verify and switch to a release (default: the newest stable one)')
-    .option('--version <version>', 'the release to install, e.g. v1.4.0')
+    .addOption(new Option('--version <version>', 'the release to install, e.g. v1.4.0').argParser(versionFlag('--version', 'v1.4.0')))
     .option('--dry-run', 'download and verify in a TMPDIR sandbox, print the plan, change nothing')
     .option('--allow-downgrade', 'allow installing a version older than the current one')
     .option('--no-restart', 'switch the pointer only: no unit restarts, no health gate')
@@ -128,7 +129,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   program
     .command('rollback')
     .description('switch back to the previous release, or to a retained one with --to')
-    .option('--to <version>', 'a retained release, e.g. v1.3.2')
+    .addOption(new Option('--to <version>', 'a retained release, e.g. v1.3.2').argParser(versionFlag('--to', 'v1.3.2')))
     .option('--no-restart', 'switch the pointer only: no unit restarts, no health gate')
     .action(async (opts: { to?: string; restart: boolean }, cmd: Command) => {
       const { config, services } = await context(cmd);
@@ -175,7 +176,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   program
     .command('gc')
     .description('remove old releases, keeping current, previous and --keep others')
-    .option('--keep <n>', 'releases to keep besides current', parseCount)
+    .addOption(new Option('--keep <n>', `releases to keep besides current, previous among them (${MIN_KEEP} to ${MAX_KEEP}; previous is always kept)`).argParser(keepFlag))
     .action(async (opts: { keep?: number }, cmd: Command) => {
       const { config, services } = await context(cmd);
       const { runGc } = await import('../engine/gc.ts');
@@ -227,7 +228,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         { prog, json: !!globals.json || argv.includes('--json'), verbose: false },
       );
     } else {
-      exitCode = reportFailure(interruption(e, controller.signal), { prog, json: !!globals.json, verbose: !!globals.verbose });
+      // A flag refused while parsing is reported before any action ran (globals not read yet).
+      exitCode = reportFailure(interruption(e, controller.signal), { prog, json: !!globals.json || argv.includes('--json'), verbose: !!globals.verbose });
     }
   } finally {
     process.off('SIGINT', onSignal);
@@ -243,9 +245,38 @@ function interruption(e: unknown, signal: AbortSignal): unknown {
   return signal.reason;
 }
 
-function parseCount(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a whole number of at least 1');
+/*
+ * Flags are checked while the command line is parsed, before any action runs: a malformed
+ * value never reaches the release server, the lock or anything under root.
+ */
+
+/** `--version` / `--to`: a semantic version, optional leading v, no build metadata. */
+function versionFlag(flag: string, example: string): (v: string) => string {
+  return (v: string): string => {
+    const checked = checkVersion(v);
+    if (checked.ok) return checked.version;
+    const bare = v.replace(/^v/i, '');
+    const plus = bare.indexOf('+');
+    const hint =
+      plus >= 0 && checkVersion(bare.slice(0, plus)).ok
+        ? `pass the version without its build metadata, e.g. v${bare.slice(0, plus)}`
+        : `pass a semantic version like ${example} (the leading v is optional; prereleases like ${example}-rc.1 too)`;
+    throw new CutoverError('E_USAGE', `${flag} ${checked.reason.replace(/^version /, '')}`, { hint, details: { flag, value: v } });
+  };
+}
+
+const MIN_KEEP = 0;
+const MAX_KEEP = 100;
+
+/** `gc --keep N`: a whole number from 0 to 100 (the same range as `keep` in the config). */
+function keepFlag(v: string): number {
+  const n = /^\d{1,3}$/.test(v) ? Number(v) : NaN;
+  if (!(n >= MIN_KEEP && n <= MAX_KEEP)) {
+    throw new CutoverError('E_USAGE', `--keep ${JSON.stringify(v)} is refused: it must be a whole number from ${MIN_KEEP} to ${MAX_KEEP}`, {
+      hint: 'pass how many releases to keep besides current, e.g. --keep 2; previous is always kept, so --keep 0 leaves current and previous',
+      details: { flag: '--keep', value: v },
+    });
+  }
   return n;
 }
 

@@ -1,4 +1,7 @@
-/** `gc`: remove retained releases beyond `keep` (never current or previous), and the pruning step `update` shares. */
+/**
+ * `gc`: remove retained releases beyond `keep` (never current or previous; keep 0 leaves just
+ * those two), and the pruning step `update` shares.
+ */
 import type { Config } from '../config/config.ts';
 import { CutoverError } from '../errors.ts';
 import { layoutOf, type Layout } from '../layout/paths.ts';
@@ -19,9 +22,9 @@ export interface GcResult {
 
 export async function runGc(config: Config, services: Services, opts: { keep?: number | undefined }): Promise<GcResult> {
   const keep = opts.keep ?? config.keep;
-  if (!Number.isInteger(keep) || keep < 1) {
-    throw new CutoverError('E_USAGE', `--keep must be a whole number of at least 1, got ${String(opts.keep)}`, {
-      hint: 'the previous release is always kept, so rollback keeps working',
+  if (!Number.isInteger(keep) || keep < 0 || keep > 100) {
+    throw new CutoverError('E_USAGE', `--keep must be a whole number from 0 to 100, got ${String(keep)}`, {
+      hint: 'the previous release is always kept, so rollback keeps working: --keep 0 leaves current and previous',
     });
   }
   const layout = layoutOf(config.root);

@@ -61,7 +61,8 @@ export function planUpdate(input: PlanInput): UpdatePlan {
 
 /**
  * Which releases to remove so that `keep` remain besides current. Never current, never previous
- * (rollback's target); among the rest the highest versions stay.
+ * (rollback's target), which counts as one of the `keep` and stays even at keep 0; among the
+ * rest the highest versions stay.
  */
 export function planPrune(input: { installed: string[]; current: string | null; previous: string | null; keep: number }): string[] {
   const others = input.installed.filter((v) => v !== input.current).sort(semver.rcompare);

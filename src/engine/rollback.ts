@@ -1,10 +1,10 @@
 import { CutoverError } from '../errors.ts';
 import type { Config } from '../config/config.ts';
-import { layoutOf } from '../layout/paths.ts';
+import { layoutOf, type Layout } from '../layout/paths.ts';
 import { isInstalled, listInstalled } from '../layout/releases.ts';
 import { readCurrent } from '../layout/swap.ts';
 import { checkManifest, readReleaseManifest } from '../release/manifest.ts';
-import { normalizeVersion } from '../release/release-index.ts';
+import { checkVersion } from '../release/release-index.ts';
 import { releaseDir } from '../layout/paths.ts';
 import { acquireLock } from '../state/lock.ts';
 import { appendHistory } from '../state/state.ts';
@@ -34,9 +34,9 @@ export async function runRollback(config: Config, services: Services, opts: { to
     const current = await readCurrent(layout);
     let target: string;
     if (opts.to !== undefined) {
-      const v = normalizeVersion(opts.to);
-      if (!v) throw new CutoverError('E_USAGE', `"${opts.to}" is not a version`, { hint: 'pass a version like v1.3.2' });
-      target = v;
+      const checked = checkVersion(opts.to);
+      if (!checked.ok) throw new CutoverError('E_USAGE', `--to ${checked.reason.replace(/^version /, '')}`, { hint: 'pass a version like v1.3.2' });
+      target = checked.version;
     } else {
       if (!state.previous) {
         throw new CutoverError('E_NO_PREVIOUS', 'there is no previous release to roll back to', {
@@ -55,7 +55,7 @@ export async function runRollback(config: Config, services: Services, opts: { to
       throw new CutoverError('E_USAGE', `v${target} is already current`, { hint: 'pick another release from `list`' });
     }
     // A retained release must still be whole and be what it claims to be before it goes live.
-    checkManifest(await readReleaseManifest(releaseDir(layout, target)), { name: config.app, version: target });
+    await checkRetained(layout, config.app, target);
     const activating = !opts.noRestart && config.service.units.length > 0;
     const previousBefore = state.previous;
     await switchTo(layout, state, current, target, 'rollback', services, { activating });
@@ -79,5 +79,24 @@ export async function runRollback(config: Config, services: Services, opts: { to
     return { op: 'rollback', app: config.app, root: config.root, from: current, to: target, durationMs: Date.now() - started };
   } finally {
     lock.release();
+  }
+}
+
+/**
+ * A retained release is checked again before it goes live: its release.json must still be there,
+ * readable, and name this app and version. Anything else means the tree under releases/ was
+ * damaged or changed after install (E_RELEASE_DAMAGED), not that a vendor shipped a bad archive.
+ */
+async function checkRetained(layout: Layout, app: string, version: string): Promise<void> {
+  const dir = releaseDir(layout, version);
+  try {
+    checkManifest(await readReleaseManifest(dir), { name: app, version });
+  } catch (e) {
+    if (!(e instanceof CutoverError) || e.code !== 'E_RELEASE_MANIFEST') throw e;
+    throw new CutoverError('E_RELEASE_DAMAGED', `installed release v${version} is damaged: ${e.message}`, {
+      hint: `roll back to another release from \`list\`, or remove ${dir} and reinstall it with \`update --version v${version}\``,
+      cause: e,
+      details: { version, dir, ...e.details },
+    });
   }
 }

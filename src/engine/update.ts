@@ -11,7 +11,7 @@ import { layoutOf, releaseDir, type Layout } from '../layout/paths.ts';
 import { diskUsage, listInstalled } from '../layout/releases.ts';
 import { readCurrent } from '../layout/swap.ts';
 import { checkManifest, readReleaseManifest } from '../release/manifest.ts';
-import { parseReleaseIndex, resolveRelease, type ReleaseEntry, type ReleaseIndex } from '../release/release-index.ts';
+import { describeSkipped, parseReleaseIndex, resolveRelease, type ReleaseEntry, type ReleaseIndex } from '../release/release-index.ts';
 import { acquireLock } from '../state/lock.ts';
 import { appendHistory, readState, writeState, type State } from '../state/state.ts';
 import { activate, rollBackUnhealthy } from './activate.ts';
@@ -62,7 +62,9 @@ const MAX_BUNDLE_BYTES = 1 << 20;
 export async function fetchIndex(config: Config, services: Services, signal: AbortSignal): Promise<ReleaseIndex> {
   services.reporter.step(`Fetching release index ${config.source.index.href}`);
   const json = await fetchJson(services.http, config.source.index, MAX_INDEX_BYTES, withDeadline(signal, config.source.timeoutMs), 'release index', 'E_INDEX_INVALID');
-  return parseReleaseIndex(json, config.source.index);
+  const index = parseReleaseIndex(json, config.source.index);
+  for (const s of index.skipped) services.reporter.warn(`${describeSkipped(s)}; tell the vendor`);
+  return index;
 }
 
 /** `update` and `update --dry-run`: plan, then apply (or only print the plan). */

@@ -45,3 +45,18 @@ test('prune keeps the previous release even when it is the oldest', () => {
   assert.deepEqual(planPrune({ installed: ['2.0.0', '1.9.0', '1.8.0', '1.0.0'], current: '2.0.0', previous: '1.0.0', keep: 2 }), ['1.8.0']);
   assert.deepEqual(planPrune({ installed: ['2.0.0', '1.0.0'], current: '2.0.0', previous: '1.0.0', keep: 1 }), []);
 });
+
+test('keep 0 keeps current and previous only', () => {
+  assert.deepEqual(planPrune({ installed: ['1.3.0', '1.2.0', '1.1.0', '1.0.0'], current: '1.3.0', previous: '1.2.0', keep: 0 }), ['1.1.0', '1.0.0']);
+  assert.deepEqual(planPrune({ installed: ['1.3.0', '1.2.0', '1.1.0', '1.0.0'], current: '1.3.0', previous: '1.0.0', keep: 0 }), ['1.2.0', '1.1.0']);
+  // No previous (e.g. after a fresh install): only current stays.
+  assert.deepEqual(planPrune({ installed: ['1.3.0', '1.2.0'], current: '1.3.0', previous: null, keep: 0 }), ['1.2.0']);
+  // keep 1 is the same as keep 0 once previous is there: previous counts among the kept.
+  assert.deepEqual(planPrune({ installed: ['1.3.0', '1.2.0', '1.1.0'], current: '1.3.0', previous: '1.1.0', keep: 1 }), ['1.2.0']);
+});
+
+test('an update at keep 0 prunes all but the new current and the one it replaces', () => {
+  const p = planUpdate({ ...base, keep: 0, current: '1.3.0', previous: '1.2.0', installed: ['1.3.0', '1.2.0', '1.1.0'], release: rel('1.4.0') });
+  assert.deepEqual(p.prune, ['1.2.0', '1.1.0']);
+  assert.equal(p.rollbackTarget, '1.3.0');
+});
