@@ -33,6 +33,18 @@ import { resolveLimits, type ExtractLimits } from './limits.ts';
 export interface ExtractOptions {
   limits?: Partial<ExtractLimits>;
   signal?: AbortSignal;
+  /** Unpacked bytes allowed per archive byte (`[disk] max_ratio`); 0 or undefined: no ratio cap. */
+  maxRatio?: number;
+  /** The unpacked size the index declares (`unpacked_size`): content beyond it is refused. */
+  declaredUnpackedBytes?: number;
+  /** Disk bytes the extraction may take (see `diskBytes`); beyond it is refused before writing. */
+  budgetBytes?: number;
+  /**
+   * A top-level name that the installer replaces with a link to `ROOT/<name>` (default
+   * `runtime`): symlinks are checked as if it already were that link, so they may resolve into
+   * it but never out of it. null: no such directory.
+   */
+  linkedDir?: string | null;
 }
 
 export interface ExtractResult {
@@ -44,6 +56,22 @@ export interface ExtractResult {
   bytes: number;
   /** The single top-level directory that was stripped, or null. */
   stripped: string | null;
+  /** Disk bytes the tree takes, estimated: files rounded up to 4 KiB blocks, 4 KiB per directory. */
+  diskBytes: number;
+}
+
+/** One allocation unit of the usual filesystems (ext4, xfs, tmpfs on x86-64). */
+const DISK_BLOCK = 4096;
+const onDisk = (bytes: number): number => Math.ceil(bytes / DISK_BLOCK) * DISK_BLOCK;
+
+/** A ceiling on the unpacked content or on the disk it takes, with how to word its refusal. */
+interface Cap {
+  bytes: number;
+  /** 'content': regular-file bytes; 'disk': the diskBytes estimate. */
+  on: 'content' | 'disk';
+  problem: string;
+  hint: string;
+  details: Record<string, unknown>;
 }
 
 const READ_CHUNK = 64 * 1024;
@@ -66,6 +94,9 @@ const HINT_TYPE = 'release archives may contain only regular files, directories 
 const HINT_LINK = 'symlinks in a release must be relative and stay inside the release; rebuild the archive without that link';
 const HINT_CORRUPT = 'download the release again; if it keeps failing, the published archive is damaged — tell the vendor';
 const HINT_LIMIT = 'check that this is the right artifact; a release this large is refused to protect the disk';
+const HINT_BOMB = 'do not install this archive: it expands far more than a release should (a decompression bomb?); tell the vendor, or raise [disk] max_ratio if it is genuine';
+const HINT_DECLARED = 'the archive is larger than its index entry says; do not install it, tell the vendor';
+const HINT_BUDGET = 'free disk space on the install root\'s filesystem (or prune old releases with `gc`), then retry';
 
 type Kind = 'file' | 'dir' | 'symlink';
 
@@ -102,9 +133,44 @@ function unsafe(entry: string, problem: string, hint: string): CutoverError {
   return new CutoverError('E_ARCHIVE_UNSAFE', `archive entry ${q(entry)} ${problem}`, { hint, details: { entry } });
 }
 
-function limit(entry: string | undefined, problem: string, details: Record<string, unknown>): CutoverError {
+function limit(entry: string | undefined, problem: string, details: Record<string, unknown>, hint = HINT_LIMIT): CutoverError {
   const msg = entry === undefined ? `archive ${problem}` : `archive entry ${q(entry)} ${problem}`;
-  return new CutoverError('E_ARCHIVE_LIMIT', msg, { hint: HINT_LIMIT, details: { entry, ...details } });
+  return new CutoverError('E_ARCHIVE_LIMIT', msg, { hint, details: { entry, ...details } });
+}
+
+/** The ceilings beyond the fixed limits: declared size, expansion ratio, disk budget. */
+function capsFor(opts: ExtractOptions, archiveBytes: number): Cap[] {
+  const caps: Cap[] = [];
+  const declared = opts.declaredUnpackedBytes;
+  if (declared !== undefined) {
+    caps.push({
+      bytes: declared,
+      on: 'content',
+      problem: `takes the archive past its declared unpacked size of ${declared} bytes (index unpacked_size)`,
+      hint: HINT_DECLARED,
+      details: { declaredUnpackedBytes: declared },
+    });
+  }
+  if (opts.maxRatio !== undefined && opts.maxRatio > 0) {
+    const bytes = Math.max(1, archiveBytes) * opts.maxRatio;
+    caps.push({
+      bytes,
+      on: 'content',
+      problem: `takes the archive past ${bytes} unpacked bytes, ${opts.maxRatio} times its ${archiveBytes}-byte download ([disk] max_ratio)`,
+      hint: HINT_BOMB,
+      details: { maxRatio: opts.maxRatio, archiveBytes },
+    });
+  }
+  if (opts.budgetBytes !== undefined) {
+    caps.push({
+      bytes: opts.budgetBytes,
+      on: 'disk',
+      problem: `would take the release past the ${opts.budgetBytes} bytes of disk space it may use (free space minus the reserve and the download)`,
+      hint: HINT_BUDGET,
+      details: { budgetBytes: opts.budgetBytes },
+    });
+  }
+  return caps;
 }
 
 function corrupt(problem: string, cause?: unknown, entry?: string): CutoverError {
@@ -137,7 +203,14 @@ export async function extractRelease(
   const root = path.resolve(destDir);
   await checkStaging(root);
 
-  const x = new Extraction(root, limits, await readUmask());
+  let archiveBytes: number;
+  try {
+    archiveBytes = (await fs.promises.stat(archivePath)).size;
+  } catch (e) {
+    throw fsError('read', archivePath, e);
+  }
+  const linkedDir = opts.linkedDir === undefined ? 'runtime' : opts.linkedDir;
+  const x = new Extraction(root, limits, await readUmask(), capsFor(opts, archiveBytes), linkedDir);
   try {
     await pipeline(
       fs.createReadStream(archivePath, { highWaterMark: READ_CHUNK }),
@@ -183,6 +256,8 @@ class Extraction {
   /** The process umask if known: files whose mode it leaves alone need no fchmod. */
   readonly umask: number | undefined;
   readonly parser: Parser;
+  readonly caps: Cap[];
+  readonly linkedDir: string | null;
 
   /** Every path the archive has produced so far (raw archive-relative, normalised). */
   readonly tree = new Map<string, Node>();
@@ -197,6 +272,8 @@ class Extraction {
   entries = 0;
   files = 0;
   bytes = 0;
+  /** Estimated disk use so far (see ExtractResult.diskBytes). */
+  diskBytes = 0;
   /** First path segment shared by all entries so far; null once two differ. */
   top: string | null | undefined = undefined;
 
@@ -209,10 +286,12 @@ class Extraction {
 
   current: OpenFile | undefined;
 
-  constructor(root: string, limits: ExtractLimits, umask: number | undefined) {
+  constructor(root: string, limits: ExtractLimits, umask: number | undefined, caps: Cap[], linkedDir: string | null) {
     this.root = root;
     this.limits = limits;
     this.umask = umask;
+    this.caps = caps;
+    this.linkedDir = linkedDir;
     this.parser = new Parser({
       strict: true,
       brotli: false,
@@ -378,6 +457,8 @@ class Extraction {
           maxTotalBytes: limits.maxTotalBytes,
         });
       }
+      // Refused from the header, before a byte of it is written.
+      this.checkCaps(raw, this.bytes + size, this.diskBytes + onDisk(size));
     }
 
     const rel = segs.join('/');
@@ -398,9 +479,20 @@ class Extraction {
       throw unsafe(raw, 'differs only in case from an earlier symlink', HINT_PATHS);
     }
     const node: Node = { kind, mode, mtime: entry.mtime, atime: entry.atime, target };
+    if (kind === 'dir' && !existing) {
+      this.checkCaps(raw, this.bytes, this.diskBytes + DISK_BLOCK);
+      this.diskBytes += DISK_BLOCK;
+    }
     this.tree.set(rel, node);
     if (kind === 'symlink') this.linkFolds.add(fold(rel));
     return { rel, segs, node, replace: existing !== undefined && kind !== 'dir' };
+  }
+
+  /** Refuse when `content` (file bytes) or `disk` (estimated disk bytes) passes a cap. */
+  checkCaps(entry: string, content: number, disk: number): void {
+    for (const cap of this.caps) {
+      if ((cap.on === 'content' ? content : disk) > cap.bytes) throw limit(entry, cap.problem, cap.details, cap.hint);
+    }
   }
 
   /** Lexical check: the target, taken relative to the link's directory, stays inside the archive root. */
@@ -436,7 +528,11 @@ class Extraction {
       if (!node && this.linkFolds.size > 0 && this.linkFolds.has(fold(key))) {
         throw unsafe(raw, `would be written through the symlink ${q(key)} (case-folded)`, HINT_LINK);
       }
-      if (!node) this.tree.set(key, { kind: 'dir', mode: 0o755, mtime: undefined, atime: undefined, target: undefined });
+      if (!node) {
+        this.checkCaps(raw, this.bytes, this.diskBytes + DISK_BLOCK);
+        this.diskBytes += DISK_BLOCK;
+        this.tree.set(key, { kind: 'dir', mode: 0o755, mtime: undefined, atime: undefined, target: undefined });
+      }
     }
   }
 
@@ -475,6 +571,7 @@ class Extraction {
 
   startFile(entry: ReadEntry, plan: Planned, abs: string): void {
     const file: OpenFile = { rel: plan.rel, node: plan.node, fd: fs.openSync(abs, CREATE_FLAGS, plan.node.mode), size: 0 };
+    this.diskBytes += onDisk(entry.size);
     this.current = file;
     this.files++;
     // 'end' first: adding a 'data' listener resumes the entry, which may end at once.
@@ -493,6 +590,13 @@ class Extraction {
     }
     if (this.bytes > maxTotalBytes) {
       this.fail(limit(file.rel, `takes the archive over ${maxTotalBytes} unpacked bytes`, { maxTotalBytes }));
+      return;
+    }
+    try {
+      // The header promised the size (already counted on disk); the body is counted again.
+      this.checkCaps(file.rel, this.bytes, this.diskBytes);
+    } catch (e) {
+      this.fail(e);
       return;
     }
     try {
@@ -561,14 +665,14 @@ class Extraction {
   finish(): ExtractResult {
     const stripped = this.stripCandidate();
     const rootDepth = stripped === null ? 0 : 1;
-    this.checkLinks(rootDepth);
+    this.checkLinks(stripped);
     try {
       if (stripped !== null) this.stripTop(stripped);
       this.applyDirMetadata(rootDepth);
     } catch (e) {
       throw e instanceof CutoverError ? e : fsError('finish unpacking into', this.root, e);
     }
-    return { entries: this.entries, files: this.files, bytes: this.bytes, stripped };
+    return { entries: this.entries, files: this.files, bytes: this.bytes, stripped, diskBytes: this.diskBytes };
   }
 
   /** One top-level directory holding release.json, and nothing beside it. */
@@ -584,19 +688,38 @@ class Extraction {
    * Follow every symlink through the final tree (after stripping) the way the kernel would,
    * expanding links met on the way, and refuse any that can leave the release root: the
    * lexical check per entry cannot see chains like `d/up -> ..` plus `x -> d/up/..`.
+   *
+   * The linked directory (`runtime`) is modelled as what it becomes on install: a link to
+   * ROOT/runtime. Whatever the archive holds there is replaced, so its entries are ignored; a
+   * path may go down into it (`log -> runtime/log`) but a `..` that would climb out of it leads
+   * to ROOT, not back into the release (`esc -> runtime/../.cutover` is refused).
    */
-  checkLinks(rootDepth: number): void {
+  checkLinks(stripped: string | null): void {
+    const rootDepth = stripped === null ? 0 : 1;
+    const linked = this.linkedDir;
+    const linkedKey = linked === null ? null : stripped === null ? linked : `${stripped}/${linked}`;
+    const inLinked = (rel: string): boolean => linkedKey !== null && (rel === linkedKey || rel.startsWith(`${linkedKey}/`));
     const links = new Map<string, string>();
-    for (const [rel, node] of this.tree) if (node.kind === 'symlink') links.set(rel, node.target as string);
+    for (const [rel, node] of this.tree) if (node.kind === 'symlink' && !inLinked(rel)) links.set(rel, node.target as string);
     for (const [rel, target] of links) {
       const stack = rel.split('/');
       stack.pop();
       let todo = target.split('/');
       let hops = 0;
+      /** Segments below the linked directory once the path has entered it; -1: not in it. */
+      let below = -1;
       while (todo.length > 0) {
         const seg = todo.shift() as string;
         if (seg === '' || seg === '.') continue;
         if (seg === '..') {
+          if (below === 0) {
+            throw unsafe(rel, `is a symlink to ${q(target)}, which climbs out of ${linked as string}/ (a link to ROOT/${linked as string} once installed)`, HINT_LINK);
+          }
+          if (below > 0) {
+            below--;
+            stack.pop();
+            continue;
+          }
           if (stack.length <= rootDepth) {
             throw unsafe(rel, `is a symlink to ${q(target)}, which leads outside the release`, HINT_LINK);
           }
@@ -604,6 +727,15 @@ class Extraction {
           continue;
         }
         stack.push(seg);
+        if (below >= 0) {
+          // The operator's directory: nothing the archive says about it applies.
+          below++;
+          continue;
+        }
+        if (linked !== null && stack.length === rootDepth + 1 && seg === linked) {
+          below = 0;
+          continue;
+        }
         const next = links.get(stack.join('/'));
         if (next === undefined) continue;
         if (++hops > MAX_LINK_HOPS) throw unsafe(rel, `is a symlink to ${q(target)} in a symlink loop`, HINT_LINK);

@@ -325,7 +325,14 @@ async function stageRelease(
 
   reporter.step('Extracting into staging');
   const dir = await mkdtemp(path.join(stagingParent, `v${release.version}-`));
-  const extracted = await extractRelease(archive, dir, { signal });
+  // The budget: what planning left after the download, or (dry-run) what the sandbox has free now.
+  const free = budget ?? (await statfs(dir).then((st) => st.bavail * st.bsize, () => undefined));
+  const extracted = await extractRelease(archive, dir, {
+    signal,
+    maxRatio: config.disk.maxRatio,
+    ...(release.unpackedSize !== undefined ? { declaredUnpackedBytes: release.unpackedSize } : {}),
+    ...(free !== undefined ? { budgetBytes: free } : {}),
+  });
   await rm(archive, { force: true });
   const manifest = await readReleaseManifest(dir);
   checkManifest(manifest, { name: config.app, version: release.version });

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { extractRelease, type ExtractOptions } from '../../src/archive/extract.ts';
 import { CutoverError, type ErrorCode } from '../../src/errors.ts';
-import { BLOCK, entryBlocks, gzip, makeRelease, makeTar, makeTarGz, releaseEntries, type TarEntry } from '../helpers/tarball.ts';
+import { BLOCK, entryBlocks, gzip, makeRelease, makeTar, makeTarGz, makeZeroBomb, releaseEntries, type TarEntry } from '../helpers/tarball.ts';
 
 // ---- a sandbox: <tmp>/cutover-extract-*/{canary/, dest/, release.tar.gz} ----
 
@@ -114,7 +114,7 @@ test('a plain release unpacks with contents, modes and mtimes', async () => {
   });
   const { box, result, cleanup } = await extractOk(archive);
   try {
-    assert.deepEqual(result, { entries: 7, files: 4, bytes: result.bytes, stripped: null });
+    assert.deepEqual(result, { entries: 7, files: 4, bytes: result.bytes, stripped: null, diskBytes: 6 * 4096 }); // 3 non-empty files, 3 directories
     assert.ok(result.bytes > 0);
     const manifest = JSON.parse(await readFile(path.join(box.dest, 'release.json'), 'utf8'));
     assert.deepEqual(manifest, { name: 'demo', version: '1.4.0' });
@@ -579,4 +579,119 @@ test('a full disk is E_NO_SPACE', async (t) => {
   } finally {
     await rm(box.parent, { recursive: true, force: true });
   }
+});
+
+// ---- runtime/ is modelled as the link it becomes ----
+
+test('a link may resolve into runtime/ (the link to ROOT/runtime it becomes), also after stripping', async () => {
+  for (const archive of [
+    withBase({ path: 'log', type: 'symlink', linkpath: 'runtime/log' }, { path: 'etc/conf', type: 'symlink', linkpath: '../runtime/a/../conf' }),
+    makeTarGz([
+      ...releaseEntries({ name: 'demo', version: '1', topDir: 'demo-1' }),
+      { path: 'demo-1/log', type: 'symlink', linkpath: 'runtime/log' },
+    ]),
+  ]) {
+    const { box, cleanup } = await extractOk(archive);
+    try {
+      assert.equal(await readlink(path.join(box.dest, 'log')), 'runtime/log');
+    } finally {
+      await cleanup();
+    }
+  }
+});
+
+test('a link that climbs out of runtime/ is refused: runtime/.. is ROOT, not the release', async () => {
+  await expectRefused(withBase({ path: 'esc', type: 'symlink', linkpath: 'runtime/../.cutover' }), 'E_ARCHIVE_UNSAFE', {
+    match: /"esc" is a symlink to "runtime\/\.\.\/\.cutover", which climbs out of runtime\//,
+  });
+  await expectRefused(withBase({ path: 'd/esc', type: 'symlink', linkpath: '../runtime/x/../../etc' }), 'E_ARCHIVE_UNSAFE', { match: /climbs out of runtime/ });
+  // Through another link: r -> runtime, then r/.. is ROOT too.
+  await expectRefused(withBase({ path: 'r', type: 'symlink', linkpath: 'runtime' }, { path: 'esc', type: 'symlink', linkpath: 'r/../releases' }), 'E_ARCHIVE_UNSAFE', {
+    match: /"esc"/,
+  });
+  // Even when the archive itself ships a runtime/ directory (it is replaced on install).
+  await expectRefused(
+    withBase({ path: 'runtime/', type: 'dir' }, { path: 'runtime/sub/', type: 'dir' }, { path: 'esc', type: 'symlink', linkpath: 'runtime/sub/../..' }),
+    'E_ARCHIVE_UNSAFE',
+    { match: /climbs out of runtime/ },
+  );
+  await expectRefused(
+    makeTarGz([
+      ...releaseEntries({ name: 'demo', version: '1', topDir: 'demo-1' }),
+      { path: 'demo-1/esc', type: 'symlink', linkpath: 'runtime/../.cutover' },
+    ]),
+    'E_ARCHIVE_UNSAFE',
+    { match: /climbs out of runtime/ },
+  );
+});
+
+test('links inside the archive\'s own runtime/ are not followed (the directory is replaced), and linkedDir null is a plain directory', async () => {
+  const archive = withBase({ path: 'runtime/', type: 'dir' }, { path: 'runtime/up', type: 'symlink', linkpath: '..' }, { path: 'up2', type: 'symlink', linkpath: 'runtime/up' });
+  const { cleanup } = await extractOk(archive);
+  await cleanup();
+  const { cleanup: c2 } = await extractOk(withBase({ path: 'runtime/', type: 'dir' }, { path: 'back', type: 'symlink', linkpath: 'runtime/../bin' }), { linkedDir: null });
+  await c2();
+});
+
+// ---- disk: declared size, expansion ratio, budget ----
+
+test('a zero bomb is refused by the expansion ratio from its header, before a byte of it is written', async () => {
+  const archive = await makeZeroBomb('demo', '1.4.0', 64 * 1024 * 1024);
+  assert.ok(archive.length < 256 * 1024, `bomb is ${archive.length} bytes`);
+  const box = await sandbox(archive);
+  try {
+    const err = await extractRelease(box.archive, box.dest, { maxRatio: 100 }).catch((e: unknown) => e);
+    assert.ok(err instanceof CutoverError && err.code === 'E_ARCHIVE_LIMIT', String(err));
+    assert.match(err.message, /"zeros\/0\.bin" takes the archive past \d+ unpacked bytes, 100 times its \d+-byte download \(\[disk\] max_ratio\)/);
+    assert.match(err.hint ?? '', /decompression bomb/);
+    const du = Number(execFileSync('du', ['-sb', box.dest], { encoding: 'utf8' }).split('\t')[0]);
+    assert.ok(du < 64 * 1024, `wrote ${du} bytes`);
+    assert.equal(fs.existsSync(path.join(box.dest, 'zeros', '0.bin')), false);
+  } finally {
+    await rm(box.parent, { recursive: true, force: true });
+  }
+});
+
+test('many small zero files: the ratio stops the one that crosses it', async () => {
+  const archive = await makeZeroBomb('demo', '1.4.0', 64 * 1024 * 1024, { files: 64 });
+  const box = await sandbox(archive);
+  try {
+    const err = await extractRelease(box.archive, box.dest, { maxRatio: 100 }).catch((e: unknown) => e);
+    assert.ok(err instanceof CutoverError && err.code === 'E_ARCHIVE_LIMIT', String(err));
+    const du = Number(execFileSync('du', ['-sb', box.dest], { encoding: 'utf8' }).split('\t')[0]);
+    assert.ok(du <= archive.length * 100 + 64 * 1024, `wrote ${du} bytes, cap ${archive.length * 100}`);
+  } finally {
+    await rm(box.parent, { recursive: true, force: true });
+  }
+});
+
+test('the declared unpacked size is a ceiling: equal is fine, a byte more is refused', async () => {
+  const body = Buffer.alloc(10_000, 7);
+  const archive = withBase({ path: 'data.bin', body });
+  const { result, cleanup } = await extractOk(archive);
+  await cleanup();
+  const { cleanup: c2 } = await extractOk(archive, { declaredUnpackedBytes: result.bytes });
+  await c2();
+  await expectRefused(archive, 'E_ARCHIVE_LIMIT', {
+    extract: { declaredUnpackedBytes: result.bytes - 1 },
+    match: /"data\.bin" takes the archive past its declared unpacked size of \d+ bytes \(index unpacked_size\)/,
+    hint: /larger than its index entry says/,
+  });
+});
+
+test('the disk budget counts 4 KiB blocks and directories, and is refused before writing', async () => {
+  const files: Record<string, string> = {};
+  for (let i = 0; i < 10; i++) files[`d${i}/f`] = 'x';
+  const archive = makeRelease({ name: 'demo', version: '1', files });
+  const { result, cleanup } = await extractOk(archive);
+  await cleanup();
+  // release.json + 10 one-byte files = 11 blocks, 10 directories = 10 blocks.
+  assert.equal(result.diskBytes, 21 * 4096);
+  const { cleanup: c2 } = await extractOk(archive, { budgetBytes: result.diskBytes });
+  await c2();
+  await expectRefused(archive, 'E_ARCHIVE_LIMIT', {
+    extract: { budgetBytes: result.diskBytes - 1 },
+    match: /would take the release past the \d+ bytes of disk space it may use/,
+    hint: /free disk space/,
+  });
 });

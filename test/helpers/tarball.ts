@@ -4,7 +4,7 @@
  * `../x`, absolute paths, escaping symlinks, hardlinks, devices, FIFOs, setuid, odd owners,
  * lying sizes, truncated streams.
  */
-import { gzipSync } from 'node:zlib';
+import { createGzip, gzipSync } from 'node:zlib';
 
 export type TarEntryType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'chardev' | 'blockdev' | 'fifo';
 
@@ -205,4 +205,36 @@ export function releaseEntries(spec: ReleaseSpec): TarEntry[] {
 
 export function makeRelease(spec: ReleaseSpec): Buffer {
   return makeTarGz(releaseEntries(spec));
+}
+
+/**
+ * A decompression bomb that is otherwise a valid release: release.json, then `files` files of
+ * zeros (`unpackedBytes` in all), gzipped as a stream so the zeros never sit in memory. Deflate
+ * packs zeros about 1000:1, so 1 GiB unpacked is a download of about 1 MiB.
+ */
+export async function makeZeroBomb(name: string, version: string, unpackedBytes: number, opts: { files?: number } = {}): Promise<Buffer> {
+  const files = opts.files ?? 1;
+  const each = Math.floor(unpackedBytes / files);
+  const gz = createGzip({ level: 9 });
+  const out: Buffer[] = [];
+  gz.on('data', (d: Buffer) => out.push(d));
+  const done = new Promise<void>((resolve, reject) => {
+    gz.on('end', resolve);
+    gz.on('error', reject);
+  });
+  const write = async (b: Buffer): Promise<void> => {
+    if (!gz.write(b)) await new Promise((r) => gz.once('drain', r));
+  };
+  for (const e of releaseEntries({ name, version })) await write(entryBlocks(e));
+  await write(entryBlocks({ path: 'zeros/', type: 'dir' }));
+  const zeros = Buffer.alloc(1024 * 1024);
+  for (let i = 0; i < files; i++) {
+    await write(entryBlocks({ path: `zeros/${i}.bin`, size: each, body: Buffer.alloc(0) }));
+    for (let left = each; left > 0; left -= zeros.length) await write(left >= zeros.length ? zeros : zeros.subarray(0, left));
+    if (each % BLOCK !== 0) await write(Buffer.alloc(BLOCK - (each % BLOCK)));
+  }
+  await write(Buffer.alloc(2 * BLOCK));
+  gz.end();
+  await done;
+  return Buffer.concat(out);
 }
