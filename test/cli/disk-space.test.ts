@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CLI, entriesOf } from '../helpers/cli.ts';
 import { smallFsAvailable, startSmallFs, type SmallFs } from '../helpers/small-fs.ts';
+import { makeZeroBomb } from '../helpers/tarball.ts';
 import { lastLine, World } from '../helpers/world.ts';
 
 const MiB = 1024 ** 2;
@@ -66,6 +67,40 @@ describe('disk space: budget before staging, pruning to make room, ENOSPC', { sk
     assert.match(lastLine(r.stderr), /^demo: E_NO_SPACE: not enough disk space under \S+ for v1\.4\.0: it needs 18\.0 MiB \(download 9\.0 MiB \+ unpacked 9\.0 MiB\), the filesystem has \S+ MiB free minus a reserve of 1\.0 MiB = \S+ MiB; removing every release but current and previous would free only 4\.0 MiB; /);
     const after = await inside(`cd ${w.root} && find . | sort | xargs ls -ld --time-style=+%s | awk '{print $1, $6, $7, $8, $9}'`);
     assert.equal(after.split('\n').filter((l) => !l.includes('.cutover')).join('\n'), before.split('\n').filter((l) => !l.includes('.cutover')).join('\n'));
+  });
+
+  const unchanged = async (): Promise<void> => {
+    assert.equal(await inside(`ls -A ${w.root}/.cutover/staging ${w.root}/.cutover/downloads 2>/dev/null | grep -v : | grep . || true`), '');
+    assert.equal(await inside(`ls ${w.root}/releases | tr '\\n' ' '`), 'v1.1.0 v1.2.0 v1.3.0');
+    assert.equal(await inside(`readlink ${w.root}/current`), 'releases/v1.3.0');
+  };
+
+  test('a signed 1 MiB archive that unpacks to 1 GiB of zeros is stopped by max_ratio: exit 5, staging removed', async () => {
+    const bomb = await makeZeroBomb('demo', '1.6.0', 1024 ** 3);
+    assert.ok(bomb.length < 1.1 * MiB, `bomb is ${bomb.length} bytes`);
+    await w.publish('1.6.0', { archive: bomb });
+    const r = await w.run(['update', '--version', '1.6.0']);
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(lastLine(r.stderr), /^demo: E_ARCHIVE_LIMIT: archive entry "zeros\/0\.bin" takes the archive past \d+ unpacked bytes, 100 times its \d+-byte download \(\[disk\] max_ratio\); do not install this archive/);
+    await unchanged();
+  });
+
+  test('without unpacked_size only the download is counted up front; extraction stops at the budget (exit 5), staging removed', async () => {
+    // ~7 MiB free after the reserve: the 5 MiB download fits, its 5 MiB of content does not.
+    await publish('1.7.0', 5, { declare: false });
+    const r = await w.run(['update', '--version', '1.7.0']);
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(lastLine(r.stderr), /^demo: E_ARCHIVE_LIMIT: archive entry "data\.bin" would take the release past the \d+ bytes of disk space it may use \(free space minus the reserve and the download\); free disk space/);
+    await unchanged();
+  });
+
+  test('an index that declares less than the archive holds is refused at the declared size (exit 5)', async () => {
+    const blob = randomBytes(2 * MiB);
+    await w.publish('1.8.0', { files: { 'bin/demo': '#!/bin/sh\n', 'data.bin': blob as unknown as string }, indexExtra: { unpacked_size: MiB } });
+    const r = await w.run(['update', '--version', '1.8.0']);
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(lastLine(r.stderr), /^demo: E_ARCHIVE_LIMIT: archive entry "data\.bin" takes the archive past its declared unpacked size of 1048576 bytes \(index unpacked_size\)/);
+    await unchanged();
   });
 
   test('running out of inodes halfway through extracting is exit 6 with staging removed and nothing changed', async () => {
