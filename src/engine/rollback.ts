@@ -87,7 +87,7 @@ export async function runRollback(config: Config, services: Services, opts: { to
  * readable, and name this app and version. Anything else means the tree under releases/ was
  * damaged or changed after install (E_RELEASE_DAMAGED), not that a vendor shipped a bad archive.
  */
-async function checkRetained(layout: Layout, app: string, version: string): Promise<void> {
+export async function checkRetained(layout: Layout, app: string, version: string): Promise<void> {
   const dir = releaseDir(layout, version);
   try {
     checkManifest(await readReleaseManifest(dir), { name: app, version });

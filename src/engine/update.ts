@@ -26,6 +26,7 @@ import { guardInstallRoot } from './guard.ts';
 import { checkTrustedDir, ensurePrivateDir } from '../layout/trusted-path.ts';
 import { planUpdate, type UpdatePlan } from './plan.ts';
 import { recover } from './recover.ts';
+import { checkRetained } from './rollback.ts';
 import type { Services } from './services.ts';
 
 export interface UpdateOptions {
@@ -86,6 +87,8 @@ export async function runUpdate(config: Config, services: Services, opts: Update
       await appendHistory(layout, { at: iso(), op: 'update', from: plan.from, to: plan.to, result: 'noop' });
       return { ...result, durationMs: Date.now() - started };
     }
+    // An installed release goes live again only if it is still the release it was.
+    if (plan.action === 'switch') await checkRetained(layout, config.app, plan.to);
     const activating = !opts.noRestart && config.service.units.length > 0;
     if (activating && plan.from !== null) await preflight(config, services, plan.from, { force: !!opts.force, signal: opts.signal });
     let prePruned: string[] = [];

@@ -198,6 +198,15 @@ describe('gc --keep 0 and damaged retained releases', () => {
     });
   }
 
+  test('update --version of an installed but damaged release (a switch, no download): exit 6 E_RELEASE_DAMAGED, nothing switched', async () => {
+    const before = w.snapshot();
+    const r = await w.run(['update', '--version', 'v1.2.0', '--allow-downgrade']);
+    assert.equal(r.code, 6, r.stderr);
+    assert.match(lastLine(r.stderr), /^demo: E_RELEASE_DAMAGED: installed release v1\.2\.0 is damaged: .*says version "9\.9\.9", expected "1\.2\.0"/);
+    assert.equal(current(w), 'releases/v1.5.0');
+    assert.deepEqual(w.snapshot(), before);
+  });
+
   test('rollback to a previous release that is not JSON: exit 6 E_RELEASE_DAMAGED', async () => {
     writeFileSync(manifest('1.4.0'), 'not json {');
     const before = w.snapshot();
