@@ -23,7 +23,7 @@
  * Env: BENCH_ROUNDS, BENCH_BIG_ROUNDS. Results: .bench-work/results.json.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -38,7 +38,6 @@ const WORK = path.join(REPO, '.bench-work');
 const RUN = path.join(WORK, 'run');
 const PKG = path.join(WORK, 'pkg');
 const DIST = path.join(PKG, 'dist');
-const SHIM = path.join(WORK, 'shim');
 const NODE = process.execPath;
 
 const TARGET_RATIO = 1.0;
@@ -56,7 +55,7 @@ interface Sample {
   order: number;
   wallMs: number;
   peakRssKiB: number;
-  /** Phase → ms, from stderr timestamps (and the sync shim for cutover). */
+  /** Phase → ms, from stderr timestamps. */
   phases: Record<string, number>;
   /** baseline only: `sync -f` of its tree right after it exited. */
   flushMs?: number;
@@ -155,17 +154,6 @@ function buildDist(srcDir: string): string | undefined {
   return existsSync(path.join(DIST, 'cli', 'run.js')) ? launcher : undefined;
 }
 
-/** `sync` wrapper first on cutover's PATH: records when its `sync -f` ran (bash builtins only). */
-function writeSyncShim(): void {
-  mkdirSync(SHIM, { recursive: true });
-  const file = path.join(SHIM, 'sync');
-  writeFileSync(
-    file,
-    '#!/bin/bash\nt0=$EPOCHREALTIME\n/usr/bin/sync "$@"\nrc=$?\n[ -z "${BENCH_SYNC_LOG:-}" ] || echo "$t0 $EPOCHREALTIME" >> "$BENCH_SYNC_LOG"\nexit $rc\n',
-  );
-  chmodSync(file, 0o755);
-}
-
 async function publish(w: World, fx: Fixture): Promise<string> {
   const name = `demo-${fx.version}.tar.gz`;
   const bundle = await w.sigstore.sign(fx.archive, { identity: identityFor(fx.version), issuer: ISSUER });
@@ -209,18 +197,16 @@ interface Contestant {
 
 function cutoverContestant(id: 'cutover' | 'cutover-dist', cmd: string, entry: string[], w: World, caFile: string): Contestant {
   const { config, root } = writeConfig(w, caFile, id);
-  const syncLog = path.join(RUN, `${id}.sync.log`);
   return {
     id,
     async run(fx) {
       await fresh(root);
-      rmSync(syncLog, { force: true });
       const m = await measure(cmd, [...entry, '--config', config, '--json', 'update', '--version', fx.version], {
-        env: { ...process.env, PATH: `${SHIM}:${process.env.PATH ?? ''}`, CUTOVER_PROG: 'demo', BENCH_SYNC_LOG: syncLog },
+        env: { ...process.env, CUTOVER_PROG: 'demo' },
         rssFile: path.join(RUN, `${id}.rss`),
       });
       checkCutover(id, m, fx, root);
-      return { wallMs: m.wallMs, peakRssKiB: m.peakRssKiB, phases: cutoverPhases(m, syncLog) };
+      return { wallMs: m.wallMs, peakRssKiB: m.peakRssKiB, phases: cutoverPhases(m) };
     },
   };
 }
@@ -236,13 +222,16 @@ function checkCutover(id: string, m: Measured, fx: Fixture, root: string): void 
 }
 
 /** boot | index | download | verify | extract | sync | finish, from the step lines on stderr. */
-function cutoverPhases(m: Measured, syncLog: string): Record<string, number> {
+function cutoverPhases(m: Measured): Record<string, number> {
   const exit = m.startedAt + m.wallMs;
   const fetching = lineAt(m.lines, 'Fetching release index');
   const downloading = lineAt(m.lines, ': Downloading ');
   const verifying = lineAt(m.lines, 'Verifying Sigstore signature');
   const extracting = lineAt(m.lines, 'Extracting into staging');
-  const [syncStart, syncEnd] = readFileSync(syncLog, 'utf8').trim().split(/\s+/).map((s) => Number(s) * 1000);
+  // cutover runs `sync` from the fixed system PATH (no shim can time it): the step line before
+  // the flush and the switch that follows it bound the phase.
+  const syncStart = lineAt(m.lines, 'Flushing v');
+  const syncEnd = lineAt(m.lines, 'Switching current');
   const marks = [m.startedAt, fetching, downloading, verifying, extracting, syncStart, syncEnd, exit];
   if (marks.some((x) => x === undefined || !Number.isFinite(x))) throw new Error(`cannot tell cutover's phases apart:\n${m.stderr}`);
   const t = marks as number[];
@@ -444,7 +433,6 @@ function render(summaries: FixtureSummary[], samples: Sample[], floors: Record<s
 async function main(): Promise<void> {
   const opts = readOptions();
   mkdirSync(RUN, { recursive: true });
-  writeSyncShim();
   const recipes = opts.only ? [RECIPES[opts.only]] : [RECIPES.nm, RECIPES.big];
   const fixtures: Fixture[] = [];
   for (const r of recipes) fixtures.push(await ensureFixture(r, WORK, REPO, log));

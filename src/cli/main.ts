@@ -24,7 +24,7 @@ export function programName(argv1: string | undefined, env: NodeJS.ProcessEnv): 
   const fromEnv = env.CUTOVER_PROG?.trim();
   const name = fromEnv || path.basename(argv1 ?? 'cutover');
   // A script path (node dist/cli/run.js) is cutover itself; a vendor's name comes from the launcher.
-  if (/\.(c|m)?(j|t)s$/.test(name) || name === 'node' || !/^[A-Za-z0-9._-]+$/.test(name)) return 'cutover';
+  if (/\.(c|m)?(j|t)s$/.test(name) || name === 'node' || /^\.+$/.test(name) || !/^[A-Za-z0-9._-]+$/.test(name)) return 'cutover';
   return name;
 }
 

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { commandEnv, systemCommand } from '../system/commands.ts';
 import { escapeControls } from '../text.ts';
 
 /** The systemd notify protocol (sd_notify), as far as cutover speaks it. */
@@ -20,8 +21,11 @@ export class SystemdNotifier implements Notifier {
   private queue: Promise<void> = Promise.resolve();
   private readonly bin: string;
 
-  constructor(env: NodeJS.ProcessEnv = process.env, bin = 'systemd-notify') {
+  private readonly socket: string | undefined;
+
+  constructor(env: NodeJS.ProcessEnv = process.env, bin = systemCommand('systemd-notify')) {
     this.bin = bin;
+    this.socket = env.NOTIFY_SOCKET;
     this.enabled = !!env.NOTIFY_SOCKET;
     const usec = Number(env.WATCHDOG_USEC);
     const forUs = !env.WATCHDOG_PID || Number(env.WATCHDOG_PID) === process.pid;
@@ -34,7 +38,7 @@ export class SystemdNotifier implements Notifier {
     this.queue = this.queue.then(
       () =>
         new Promise<void>((resolve) => {
-          const child = spawn(this.bin, args, { stdio: 'ignore' });
+          const child = spawn(this.bin, args, { stdio: 'ignore', env: commandEnv({ NOTIFY_SOCKET: this.socket }) });
           child.on('error', () => resolve());
           child.on('close', () => resolve());
         }),

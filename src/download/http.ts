@@ -73,7 +73,7 @@ export class HttpClient {
       minSpeedTimeMs: options.minSpeedTimeMs ?? 30_000,
     };
     this.agent = new Agent({
-      connect: { ca, minVersion: 'TLSv1.2', timeout: this.opts.connectTimeoutMs },
+      connect: { ca, rejectUnauthorized: true, minVersion: 'TLSv1.2', timeout: this.opts.connectTimeoutMs },
       headersTimeout: this.opts.idleTimeoutMs,
       bodyTimeout: this.opts.idleTimeoutMs,
       keepAliveTimeout: 4_000,

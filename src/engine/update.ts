@@ -99,6 +99,7 @@ export async function runUpdate(config: Config, services: Services, opts: Update
         const staged = await stageRelease(config, services, layout, layout.downloads, layout.staging, release, opts.signal, layout.tufCache, space.budget);
         Object.assign(result, staged.facts);
         opts.signal.throwIfAborted();
+        services.reporter.step(`Flushing v${release.version} to disk`);
         await installStaged(layout, staged.dir, release.version);
         state.installed[release.version] = {
           sha256: release.sha256,

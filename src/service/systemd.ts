@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { commandEnv, systemCommand } from '../system/commands.ts';
 
 export interface UnitState {
   unit: string;
@@ -34,7 +35,7 @@ interface Run {
 
 function run(cmd: string, args: string[], timeoutMs: number): Promise<Run> {
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SYSTEMD_PAGER: '', SYSTEMD_COLORS: '0' } });
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: commandEnv({ SYSTEMD_PAGER: '', SYSTEMD_COLORS: '0' }) });
     let stdout = '';
     let stderr = '';
     let timedOut = false;
@@ -59,7 +60,7 @@ function run(cmd: string, args: string[], timeoutMs: number): Promise<Run> {
 export class Systemctl implements ServiceManager {
   private readonly bin: string;
 
-  constructor(bin = 'systemctl') {
+  constructor(bin = systemCommand('systemctl')) {
     this.bin = bin;
   }
 

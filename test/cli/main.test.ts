@@ -32,5 +32,8 @@ describe('the command line', () => {
     assert.equal(programName('/repo/dist/cli/main.js', {}), 'cutover');
     assert.equal(programName(undefined, {}), 'cutover');
     assert.equal(programName('/usr/bin/evil name;rm', {}), 'cutover');
+    // It names the default config path /etc/<name>/cutover.toml: never a path of its own.
+    assert.equal(programName('/x', { CUTOVER_PROG: '..' }), 'cutover');
+    assert.equal(programName('/x', { CUTOVER_PROG: '../tmp/x' }), 'cutover');
   });
 });
