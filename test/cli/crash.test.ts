@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -21,7 +22,9 @@ function assertCurrentComplete(w: World, allowed: string[]): string {
 
 function bigFiles(version: string): Record<string, string> {
   const files: Record<string, string> = {};
-  for (let i = 0; i < 200; i++) files[`lib/f${i}.js`] = `// ${version} ${i}\n${'x'.repeat(20_000 + i)}\n`;
+  // Hex of random bytes: compresses about 2:1, like real code (a run of one letter would be a
+  // 450:1 "bomb" that [disk] max_ratio refuses).
+  for (let i = 0; i < 200; i++) files[`lib/f${i}.js`] = `// ${version} ${i}\n${randomBytes(10_000 + i).toString('hex')}\n`;
   return files;
 }
 
