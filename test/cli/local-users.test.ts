@@ -14,8 +14,9 @@ const NOBODY = 65534;
 const isRoot = process.getuid?.() === 0;
 const skip = isRoot ? false : 'needs root: the attacks are made by the real nobody account against a root-owned install';
 
-function asNobody(cmd: string, args: string[]): { child: ReturnType<typeof spawn>; ready: Promise<void> } {
-  const child = spawn(cmd, args, { uid: NOBODY, gid: NOBODY, stdio: ['ignore', 'pipe', 'pipe'] });
+function asNobody(cmd: string, args: string[]): { child: ReturnType<typeof spawn>; ready: Promise<void>; stop: () => void } {
+  // Its own process group, so that stop() also ends what it forked (flock's `sleep`).
+  const child = spawn(cmd, args, { uid: NOBODY, gid: NOBODY, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const ready = new Promise<void>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
@@ -24,7 +25,14 @@ function asNobody(cmd: string, args: string[]): { child: ReturnType<typeof spawn
     });
     child.on('close', (code) => reject(new Error(`nobody's ${cmd} exited ${code} before it was ready`)));
   });
-  return { child, ready };
+  const stop = (): void => {
+    try {
+      process.kill(-(child.pid as number), 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  };
+  return { child, ready, stop };
 }
 
 const modeOf = (p: string): number => lstatSync(p).mode & 0o7777;
@@ -76,7 +84,7 @@ describe('local users cannot block or steer root cutover', { skip }, () => {
       assert.equal(readlinkSync(path.join(w.root, 'current')), 'releases/v1.1.0');
       assert.equal(modeOf(lock), 0o600, 'a fresh 0600 lock replaced the loose one');
     } finally {
-      holder.child.kill('SIGKILL');
+      holder.stop();
     }
   });
 
