@@ -480,12 +480,17 @@ class Extraction {
     }
     const node: Node = { kind, mode, mtime: entry.mtime, atime: entry.atime, target };
     if (kind === 'dir' && !existing) {
-      this.checkCaps(raw, this.bytes, this.diskBytes + DISK_BLOCK);
-      this.diskBytes += DISK_BLOCK;
+      this.countDir(raw);
     }
     this.tree.set(rel, node);
     if (kind === 'symlink') this.linkFolds.add(fold(rel));
     return { rel, segs, node, replace: existing !== undefined && kind !== 'dir' };
+  }
+
+  /** One more directory on disk (explicit or implied by `raw`'s path): a block, within the caps. */
+  countDir(raw: string): void {
+    this.checkCaps(raw, this.bytes, this.diskBytes + DISK_BLOCK);
+    this.diskBytes += DISK_BLOCK;
   }
 
   /** Refuse when `content` (file bytes) or `disk` (estimated disk bytes) passes a cap. */
@@ -529,8 +534,7 @@ class Extraction {
         throw unsafe(raw, `would be written through the symlink ${q(key)} (case-folded)`, HINT_LINK);
       }
       if (!node) {
-        this.checkCaps(raw, this.bytes, this.diskBytes + DISK_BLOCK);
-        this.diskBytes += DISK_BLOCK;
+        this.countDir(raw);
         this.tree.set(key, { kind: 'dir', mode: 0o755, mtime: undefined, atime: undefined, target: undefined });
       }
     }
