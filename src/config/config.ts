@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { commandEnv, systemCommand } from '../system/commands.ts';
+import { commandEnv } from '../system/commands.ts';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parse, TomlError } from 'smol-toml';
@@ -124,7 +124,7 @@ export async function loadConfig(file: string): Promise<Config> {
 
 /** uid and primary gid of an account, through NSS (`getent passwd`), or undefined when there is none. */
 export function lookupUser(name: string): { uid: number; gid: number } | undefined {
-  const r = spawnSync(systemCommand('getent'), ['passwd', '--', name], { encoding: 'utf8', env: commandEnv(), timeout: 10_000 });
+  const r = spawnSync('getent', ['passwd', '--', name], { encoding: 'utf8', env: commandEnv(), timeout: 10_000 });
   if (r.status !== 0) return undefined;
   const f = r.stdout.split('\n')[0]?.split(':') ?? [];
   const uid = Number(f[2]);

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { commandEnv, systemCommand } from '../system/commands.ts';
+import { commandEnv } from '../system/commands.ts';
 import { escapeControls } from '../text.ts';
 
 /** The systemd notify protocol (sd_notify), as far as cutover speaks it. */
@@ -23,7 +23,7 @@ export class SystemdNotifier implements Notifier {
 
   private readonly socket: string | undefined;
 
-  constructor(env: NodeJS.ProcessEnv = process.env, bin = systemCommand('systemd-notify')) {
+  constructor(env: NodeJS.ProcessEnv = process.env, bin = 'systemd-notify') {
     this.bin = bin;
     this.socket = env.NOTIFY_SOCKET;
     this.enabled = !!env.NOTIFY_SOCKET;

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { commandEnv, systemCommand } from '../system/commands.ts';
+import { commandEnv } from '../system/commands.ts';
 import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -40,7 +40,7 @@ export async function writeFileAtomic(file: string, data: string, mode = 0o644):
  * call instead of an fsync per file for a tree of thousands of files.
  */
 export function syncFilesystem(dir: string): void {
-  const r = spawnSync(systemCommand('sync'), ['-f', dir], { stdio: ['ignore', 'ignore', 'pipe'], env: commandEnv() });
+  const r = spawnSync('sync', ['-f', dir], { stdio: ['ignore', 'ignore', 'pipe'], env: commandEnv() });
   if (r.error || r.status !== 0) {
     throw fsError('sync', dir, r.error ?? new Error(r.stderr.toString().trim() || `sync exited ${r.status}`));
   }

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { commandEnv, systemCommand } from '../system/commands.ts';
+import { commandEnv } from '../system/commands.ts';
 
 export interface UnitState {
   unit: string;
@@ -60,7 +60,7 @@ function run(cmd: string, args: string[], timeoutMs: number): Promise<Run> {
 export class Systemctl implements ServiceManager {
   private readonly bin: string;
 
-  constructor(bin = systemCommand('systemctl')) {
+  constructor(bin = 'systemctl') {
     this.bin = bin;
   }
 

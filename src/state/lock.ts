@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { commandEnv, systemCommand } from '../system/commands.ts';
+import { commandEnv } from '../system/commands.ts';
 import { randomBytes } from 'node:crypto';
 import fs, { closeSync, fstatSync, ftruncateSync, lstatSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
@@ -21,7 +21,7 @@ export function acquireLock(lockFile: string, what: string): Lock {
   let fd: number | undefined;
   for (let attempt = 0; fd === undefined; attempt++) {
     const candidate = openLockFile(lockFile);
-    const r = spawnSync(systemCommand('flock'), ['--nonblock', '--conflict-exit-code', String(CONFLICT), '3'], {
+    const r = spawnSync('flock', ['--nonblock', '--conflict-exit-code', String(CONFLICT), '3'], {
       env: commandEnv(),
       stdio: ['ignore', 'ignore', 'pipe', candidate],
     });

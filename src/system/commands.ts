@@ -2,36 +2,13 @@
  * The system commands cutover runs (`flock`, `sync`, `systemctl`, `systemd-notify`, `getent`)
  * come from a fixed system PATH, never the caller's, and run with a minimal environment: under
  * `sudo -E` a caller's PATH, LD_PRELOAD or DBUS address must not choose what root executes.
+ * Spawning a bare name with `env: commandEnv()` does both: Node looks the command up in the
+ * PATH of the environment it is given.
  */
-import { accessSync, constants } from 'node:fs';
-
 /** Where system commands are looked up, in this order. Root-owned on every supported system. */
 export const SYSTEM_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
 
-const resolved = new Map<string, string>();
-
-/** The absolute path of a system command: the first executable in SYSTEM_PATH (cached). */
-export function systemCommand(name: string): string {
-  if (name.includes('/')) return name;
-  let found = resolved.get(name);
-  if (found === undefined) {
-    const dirs = SYSTEM_PATH.split(':');
-    found = dirs.map((d) => `${d}/${name}`).find(isExecutable) ?? `/usr/bin/${name}`;
-    resolved.set(name, found);
-  }
-  return found;
-}
-
-function isExecutable(file: string): boolean {
-  try {
-    accessSync(file, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The whole environment a system command gets: the fixed PATH, the C locale, plus `extra`. */
+/** The whole environment a system command gets (and where it is looked up): the fixed PATH, the C locale, plus `extra`. */
 export function commandEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { PATH: SYSTEM_PATH, LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8' };
   for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;

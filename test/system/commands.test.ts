@@ -1,22 +1,25 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { SystemdNotifier } from '../../src/daemon/notify.ts';
 import { Systemctl } from '../../src/service/systemd.ts';
-import { commandEnv, scrubEnvironment, SYSTEM_PATH, systemCommand, UNSAFE_UNDER_ROOT } from '../../src/system/commands.ts';
+import { commandEnv, scrubEnvironment, SYSTEM_PATH, UNSAFE_UNDER_ROOT } from '../../src/system/commands.ts';
 
-test('system commands resolve in the fixed system PATH, whatever PATH says', () => {
+test('system commands are looked up in the fixed system PATH, whatever PATH says', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'cutover-evil-'));
+  writeFileSync(path.join(dir, 'flock'), '#!/bin/sh\necho evil\n');
+  chmodSync(path.join(dir, 'flock'), 0o755);
   const saved = process.env.PATH;
-  process.env.PATH = '/nonexistent:/tmp';
+  process.env.PATH = `${dir}:${saved ?? ''}`;
   try {
-    for (const name of ['flock', 'sync', 'getent']) {
-      const p = systemCommand(name);
-      assert.ok(SYSTEM_PATH.split(':').includes(path.dirname(p)), `${name} -> ${p}`);
-    }
+    const r = spawnSync('flock', ['--version'], { env: commandEnv(), encoding: 'utf8' });
+    assert.match(r.stdout, /util-linux/);
   } finally {
     process.env.PATH = saved;
+    rmSync(dir, { recursive: true, force: true });
   }
   assert.deepEqual(commandEnv({ NOTIFY_SOCKET: '/run/x', GONE: undefined }), { PATH: SYSTEM_PATH, LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', NOTIFY_SOCKET: '/run/x' });
 });
@@ -50,4 +53,12 @@ test('systemctl and systemd-notify are not taken from a hostile PATH', async () 
     process.env.PATH = saved;
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the launcher unsets exactly UNSAFE_UNDER_ROOT under root (the two lists stay in step)', () => {
+  const launcher = readFileSync(path.join(import.meta.dirname, '..', '..', 'bin', 'cutover'), 'utf8');
+  const m = /^\s*unset ((?:.*\\\n)*.*)$/m.exec(launcher);
+  assert.ok(m?.[1], 'bin/cutover has an unset line');
+  const names = m[1].replace(/\\\n/g, ' ').trim().split(/\s+/).sort();
+  assert.deepEqual(names, [...UNSAFE_UNDER_ROOT].sort());
 });
