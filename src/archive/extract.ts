@@ -197,33 +197,48 @@ export async function extractRelease(
   destDir: string,
   opts: ExtractOptions = {},
 ): Promise<ExtractResult> {
-  const limits = resolveLimits(opts.limits);
-  const { signal } = opts;
-  signal?.throwIfAborted();
-  const root = path.resolve(destDir);
-  await checkStaging(root);
-
+  opts.signal?.throwIfAborted();
   let archiveBytes: number;
   try {
     archiveBytes = (await fs.promises.stat(archivePath)).size;
   } catch (e) {
     throw fsError('read', archivePath, e);
   }
+  return extractStream(fs.createReadStream(archivePath, { highWaterMark: READ_CHUNK }), { label: archivePath, bytes: archiveBytes }, destDir, opts);
+}
+
+/**
+ * The same extraction from a stream of gzip bytes (a download as it arrives). `archive.bytes`
+ * is the archive's size (the index's, for a download) that max_ratio is reckoned on; `label`
+ * names it in messages. The caller owns the source: it counts and hashes what flows through,
+ * and promotes nothing until the whole archive is the one that was signed.
+ */
+export async function extractStream(
+  source: AsyncIterable<Buffer> | NodeJS.ReadableStream,
+  archive: { label: string; bytes: number },
+  destDir: string,
+  opts: ExtractOptions = {},
+): Promise<ExtractResult> {
+  const limits = resolveLimits(opts.limits);
+  const { signal } = opts;
+  signal?.throwIfAborted();
+  const root = path.resolve(destDir);
+  await checkStaging(root);
   const linkedDir = opts.linkedDir === undefined ? 'runtime' : opts.linkedDir;
-  const x = new Extraction(root, limits, await readUmask(), capsFor(opts, archiveBytes), linkedDir);
+  const x = new Extraction(root, limits, await readUmask(), capsFor(opts, archive.bytes), linkedDir);
   try {
     await pipeline(
-      fs.createReadStream(archivePath, { highWaterMark: READ_CHUNK }),
+      source,
       createGunzip({ chunkSize: INFLATE_CHUNK }),
-      async (source: AsyncIterable<Buffer>) => {
-        for await (const chunk of source) x.write(chunk);
+      async (inflated: AsyncIterable<Buffer>) => {
+        for await (const chunk of inflated) x.write(chunk);
       },
       signal ? { signal } : {},
     );
     x.end();
   } catch (e) {
     // Writes are synchronous: by now nothing is in flight; fail() closes the open file.
-    x.fail(x.explain(e, archivePath, signal));
+    x.fail(x.explain(e, archive.label, signal));
     throw x.failure;
   }
   return x.finish();

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { loadConfig, resolveConfigPath, type Config } from '../config/config.ts';
-import { getStatus, listReleases } from '../engine/status.ts';
+import { getStatus, listReleases, type Interrupted } from '../engine/status.ts';
+import { stepLine, type Step } from '../engine/steps.ts';
 import { CutoverError, EXIT, type ExitCode } from '../errors.ts';
 import { formatBytes } from '../report.ts';
 import { checkVersion } from '../release/release-index.ts';
@@ -119,6 +120,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           if (r.extracted) lines.push(`  contents: ${r.extracted.files} files, ${formatBytes(r.extracted.bytes)}`);
           lines.push(`  prune:    ${r.pruned.length ? r.pruned.map((v) => `v${v}`).join(', ') : '(nothing)'}`);
           lines.push(`  rollback: ${r.rollbackTarget ? `v${r.rollbackTarget}` : '(none)'}`);
+          if (r.steps.length) {
+            lines.push('  steps (done: run by this dry run; planned: what `update` would also do):');
+            r.steps.forEach((s, i) => lines.push(`    ${String(i + 1).padStart(2)}. ${stepLine(s as unknown as Step).padEnd(64)} ${String(s.outcome)}`));
+          }
           return lines.join('\n');
         });
       } finally {
@@ -152,6 +157,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           `previous:  ${s.previous ? `v${s.previous}` : '(none)'}`,
           `installed: ${s.installed.map((v) => `v${v}`).join(', ') || '(none)'}`,
           ...(s.bad.length ? [`bad:       ${s.bad.map((v) => `v${v}`).join(', ')}`] : []),
+          ...(s.interrupted ? [`interrupted: ${describeInterrupted(s.interrupted)}`] : []),
           `last:      ${last ? `${last.at} ${last.op} ${last.from ? `v${last.from}` : '-'} -> ${last.to ? `v${last.to}` : '-'}: ${last.result}${last.code ? ` (${last.code})` : ''}` : '(none)'}`,
         ].join('\n');
       });
@@ -283,6 +289,12 @@ function keepFlag(v: string): number {
 /** Tables are ours line by line; only what a line holds may come from outside. */
 function escapeTable(text: string): string {
   return text.split('\n').map(escapeControls).join('\n');
+}
+
+function describeInterrupted(i: Interrupted): string {
+  const route = `${i.from ? `v${i.from}` : '(none)'} -> ${i.to ? `v${i.to}` : '-'}`;
+  const next = i.next === 'undo' ? `undo it${i.from ? ` (back to v${i.from})` : ''}` : 'complete it';
+  return `${i.op} ${route} (pid ${i.pid}, ${i.startedAt}) stopped at step ${i.position}/${i.of} (${i.step ?? 'none'}); the next update, rollback or gc will ${next}`;
 }
 
 function describeAction(a: 'install' | 'switch' | 'noop'): string {

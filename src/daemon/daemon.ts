@@ -4,7 +4,9 @@ import { formatDuration } from '../config/duration.ts';
 import { nextWindowStart } from '../config/window.ts';
 import { createServices } from '../engine/services.ts';
 import { guardConfig } from '../engine/guard.ts';
-import { fetchIndex, runUpdate } from '../engine/update.ts';
+import { assess } from '../engine/check.ts';
+import { bump } from '../engine/policy.ts';
+import { runUpdate } from '../engine/update.ts';
 import { CutoverError } from '../errors.ts';
 import { layoutOf } from '../layout/paths.ts';
 import { readCurrent } from '../layout/swap.ts';
@@ -12,7 +14,6 @@ import type { Reporter } from '../report.ts';
 import { escapeControls } from '../text.ts';
 import { readState } from '../state/state.ts';
 import type { Notifier } from './notify.ts';
-import { bump, decide, type Decision } from './policy.ts';
 
 /** Lines journald keeps with their priority (SyslogLevelPrefix): <3> error, <4> warning, <6> info. */
 export class JournalReporter implements Reporter {
@@ -110,17 +111,7 @@ export async function runDaemon(configFile: string, deps: DaemonDeps, stop: Abor
 async function checkOnce(config: Config, reporter: JournalReporter, now: Date, stop: AbortSignal): Promise<string> {
   const services = createServices(config, reporter);
   try {
-    const layout = layoutOf(config.root);
-    const index = await fetchIndex(config, { ...services, reporter: quiet(reporter) }, stop);
-    const state = await readState(layout);
-    const d: Decision = decide({
-      current: await readCurrent(layout),
-      releases: index.releases,
-      bad: state.bad,
-      auto: config.daemon.auto,
-      window: config.daemon.window,
-      now,
-    });
+    const { decision: d } = await assess(config, { ...services, reporter: quiet(reporter) }, now, stop);
     if (d.action === 'hold' && config.daemon.window) {
       const at = nextWindowStart(config.daemon.window, now);
       reporter.step(`${d.reason} (next opens ${at.toISOString()})`);

@@ -1,9 +1,9 @@
 import semver from 'semver';
 import type { Config } from '../config/config.ts';
-import { decide } from '../daemon/policy.ts';
 import { layoutOf } from '../layout/paths.ts';
 import { readCurrent } from '../layout/swap.ts';
 import { readState } from '../state/state.ts';
+import { decide, type Decision } from './policy.ts';
 import type { Services } from './services.ts';
 import { fetchIndex } from './update.ts';
 
@@ -18,13 +18,23 @@ export interface CheckResult {
   reason: string;
 }
 
-/** `check`: read-only; the index against what is installed, and the daemon's policy verdict. */
-export async function runCheck(config: Config, services: Services, signal: AbortSignal): Promise<CheckResult> {
+/** Read-only: the index against what is installed, and the daemon policy's verdict. Shared by `check` and the daemon. */
+export async function assess(
+  config: Pick<Config, 'root' | 'source' | 'daemon'>,
+  services: Pick<Services, 'http' | 'reporter'>,
+  now: Date,
+  signal: AbortSignal,
+): Promise<{ current: string | null; decision: Decision }> {
   const layout = layoutOf(config.root);
   const current = await readCurrent(layout);
   const state = await readState(layout);
   const index = await fetchIndex(config, services, signal);
-  const d = decide({ current, releases: index.releases, bad: state.bad, auto: config.daemon.auto, window: config.daemon.window, now: new Date() });
+  return { current, decision: decide({ current, releases: index.releases, bad: state.bad, auto: config.daemon.auto, window: config.daemon.window, now }) };
+}
+
+/** `check`. */
+export async function runCheck(config: Config, services: Services, signal: AbortSignal): Promise<CheckResult> {
+  const { current, decision: d } = await assess(config, services, new Date(services.clock.now()), signal);
   const newest = d.newest?.version ?? null;
   return {
     op: 'check',

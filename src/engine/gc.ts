@@ -1,16 +1,17 @@
 /**
  * `gc`: remove retained releases beyond `keep` (never current or previous; keep 0 leaves just
- * those two), and the pruning step `update` shares.
+ * those two), as one `prune` step through the executor.
  */
 import type { Config } from '../config/config.ts';
 import { CutoverError } from '../errors.ts';
-import { layoutOf, type Layout } from '../layout/paths.ts';
-import { listInstalled, removeRelease } from '../layout/releases.ts';
+import { layoutOf } from '../layout/paths.ts';
+import { listInstalled } from '../layout/releases.ts';
 import { readCurrent } from '../layout/swap.ts';
 import { acquireLock } from '../state/lock.ts';
-import { appendHistory, writeState, type State } from '../state/state.ts';
-import { planPrune } from './plan.ts';
+import { engineContext } from './context.ts';
+import { execute } from './executor.ts';
 import { guardInstallRoot } from './guard.ts';
+import { planGc } from './plan.ts';
 import { recover } from './recover.ts';
 import type { Services } from './services.ts';
 
@@ -33,32 +34,16 @@ export async function runGc(config: Config, services: Services, opts: { keep?: n
   try {
     const { state } = await recover(config, services, layout);
     const installed = await listInstalled(layout);
-    const current = await readCurrent(layout);
-    const doomed = planPrune({ installed, current, previous: state.previous, keep });
-    const pruned = await prune(layout, state, doomed, services);
-    if (pruned.length) {
-      await appendHistory(layout, { at: new Date().toISOString(), op: 'gc', from: null, to: null, result: 'ok', pruned });
-    } else {
+    const steps = planGc({ installed, current: await readCurrent(layout), previous: state.previous, keep });
+    if (!steps.length) {
       services.reporter.step('nothing to remove');
+      return { op: 'gc', kept: installed, pruned: [] };
     }
+    const ctx = engineContext(config, services, layout, state, new AbortController().signal);
+    const done = await execute(ctx, { op: 'gc', from: null, to: null, steps, recovery: 'resume', commitAt: 0 });
+    const pruned = done.scratch.pruned;
     return { op: 'gc', kept: installed.filter((v) => !pruned.includes(v)), pruned };
   } finally {
     lock.release();
   }
-}
-
-export async function prune(layout: Layout, state: State, versions: string[], services: Services): Promise<string[]> {
-  const done: string[] = [];
-  for (const v of versions) {
-    services.reporter.step(`Removing old release v${v}`);
-    try {
-      await removeRelease(layout, v);
-      delete state.installed[v];
-      done.push(v);
-    } catch (e) {
-      services.reporter.warn(`could not remove v${v}: ${(e as Error).message}`);
-    }
-  }
-  if (done.length) await writeState(layout, state);
-  return done;
 }

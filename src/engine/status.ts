@@ -3,6 +3,7 @@ import { layoutOf, releaseDir } from '../layout/paths.ts';
 import { listInstalled, treeSize } from '../layout/releases.ts';
 import { readCurrent } from '../layout/swap.ts';
 import { readHistory, readState, type HistoryRecord } from '../state/state.ts';
+import { interruptedAt, recoveryVerdict } from './executor.ts';
 
 export interface StatusResult {
   app: string;
@@ -11,13 +12,36 @@ export interface StatusResult {
   previous: string | null;
   installed: string[];
   bad: string[];
+  /** An operation was interrupted (killed) and is still in the journal. */
   pending: boolean;
+  interrupted: Interrupted | null;
   lastOperation: HistoryRecord | null;
 }
 
-export async function getStatus(config: Config): Promise<StatusResult> {
+export interface Interrupted {
+  op: string;
+  from: string | null;
+  to: string | null;
+  pid: number;
+  startedAt: string;
+  /** The step it was in (or last finished), 1-based, and of how many. */
+  step: string | null;
+  position: number;
+  of: number;
+  /** What the next command that takes the lock does with it. */
+  next: 'undo' | 'complete';
+}
+
+export async function getStatus(config: Pick<Config, 'app' | 'root'>): Promise<StatusResult> {
   const layout = layoutOf(config.root);
   const state = await readState(layout);
+  const j = state.journal;
+  const at = j ? interruptedAt(j) : null;
+  const interrupted: Interrupted | null = j
+    ? { op: j.op, from: j.from, to: j.to, pid: j.pid, startedAt: j.startedAt, step: at?.step.kind ?? null, position: (at?.index ?? -1) + 1, of: j.steps.length, next: recoveryVerdict(j) }
+    : state.legacyPending
+      ? { op: state.legacyPending.op, from: state.legacyPending.from, to: state.legacyPending.to, pid: state.legacyPending.pid, startedAt: state.legacyPending.startedAt, step: 'switch', position: 1, of: 1, next: state.legacyPending.op === 'rollback' ? 'complete' : 'undo' }
+      : null;
   const history = await readHistory(layout, 1);
   return {
     app: config.app,
@@ -26,7 +50,8 @@ export async function getStatus(config: Config): Promise<StatusResult> {
     previous: state.previous,
     installed: await listInstalled(layout),
     bad: state.bad,
-    pending: state.pending !== null,
+    pending: interrupted !== null,
+    interrupted,
     lastOperation: history[history.length - 1] ?? null,
   };
 }
@@ -42,7 +67,7 @@ export interface ListedRelease {
   bytes: number;
 }
 
-export async function listReleases(config: Config): Promise<ListedRelease[]> {
+export async function listReleases(config: Pick<Config, 'root'>): Promise<ListedRelease[]> {
   const layout = layoutOf(config.root);
   const state = await readState(layout);
   const current = await readCurrent(layout);

@@ -119,3 +119,24 @@ export async function healthGate(
     await agent.destroy().catch(() => {});
   }
 }
+
+/** The health probe as the engine sees it: the real one below, a scripted one in engine tests. */
+export interface HealthChecker {
+  readonly url: string;
+  readonly successes: number;
+  readonly timeoutMs: number;
+  /** The gate: `successes` good answers in a row; `quick`: the pre-flight's single answer in a short window. */
+  gate(expectVersion: string | undefined, opts: { signal: AbortSignal; quick?: boolean; onProbe?: (r: ProbeResult, streak: number) => void }): Promise<GateResult>;
+}
+
+export function httpHealthChecker(cfg: HealthConfig): HealthChecker {
+  return {
+    url: cfg.url.href,
+    successes: cfg.successes,
+    timeoutMs: cfg.timeoutMs,
+    gate(expectVersion, opts) {
+      const c = opts.quick ? { ...cfg, successes: 1, timeoutMs: Math.min(cfg.timeoutMs, Math.max(cfg.probeTimeoutMs * 3, 15_000)) } : cfg;
+      return healthGate(c, cfg.expectVersion ? expectVersion : undefined, opts);
+    },
+  };
+}

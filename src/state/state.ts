@@ -3,15 +3,36 @@ import { open } from 'node:fs/promises';
 import { CutoverError, errnoCode, fsError } from '../errors.ts';
 import { writeFileAtomic } from '../layout/durable.ts';
 import type { Layout } from '../layout/paths.ts';
+import type { StepRecord } from '../engine/steps.ts';
 
-/** An operation that started switching and has not been recorded as finished. */
-export interface Pending {
+/**
+ * An operation in progress: its steps, each with its status. Written before and after every
+ * step; present only while an operation runs, or after it was killed.
+ */
+export interface Journal {
+  op: 'update' | 'rollback' | 'gc';
+  from: string | null;
+  to: string | null;
+  startedAt: string;
+  pid: number;
+  /**
+   * What recovery does with it if it was killed: `undo` the done steps in reverse, unless every
+   * step up to `commitAt` is done (then the operation has succeeded and the rest is completed);
+   * `resume` carries on from the first step not done (rollback, gc).
+   */
+  recovery: 'undo' | 'resume';
+  /** Index of the step after which an `undo` operation counts as committed. */
+  commitAt: number;
+  steps: StepRecord[];
+}
+
+/** The switch an older cutover (state format 1) recorded as in progress. */
+export interface LegacyPending {
   op: 'update' | 'rollback';
   from: string | null;
   to: string;
   startedAt: string;
   pid: number;
-  /** switching: the symlink may or may not have moved. activating: it moved; units not yet healthy. */
   phase?: 'switching' | 'activating';
 }
 
@@ -21,18 +42,23 @@ export interface InstalledRecord {
   identity?: string;
 }
 
+export const STATE_FORMAT = 2;
+
 export interface State {
-  schema: 1;
+  /** 2 since the step engine; format 1 (`"schema": 1`, with `pending`) is read and upgraded. */
+  format: typeof STATE_FORMAT;
   /** The release `current` pointed at before the last switch: `rollback` goes there. */
   previous: string | null;
   /** Releases that failed after being switched to; never installed again automatically. */
   bad: string[];
-  pending: Pending | null;
+  journal: Journal | null;
   installed: Record<string, InstalledRecord>;
+  /** Read from a format-1 file, turned into a journal by recovery (which knows the units). */
+  legacyPending?: LegacyPending;
 }
 
 export function emptyState(): State {
-  return { schema: 1, previous: null, bad: [], pending: null, installed: {} };
+  return { format: STATE_FORMAT, previous: null, bad: [], journal: null, installed: {} };
 }
 
 const { O_RDONLY, O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW, O_NONBLOCK } = constants;
@@ -56,9 +82,7 @@ export async function readState(layout: Layout): Promise<State> {
     throw fsError('read', layout.stateFile, e);
   }
   try {
-    const s = JSON.parse(text) as Partial<State>;
-    if (s.schema !== 1) throw new Error(`unknown schema ${String(s.schema)}`);
-    return { ...emptyState(), ...s } as State;
+    return upgradeState(JSON.parse(text) as Record<string, unknown>);
   } catch (e) {
     throw new CutoverError('E_LAYOUT', `state file ${layout.stateFile} is corrupt: ${(e as Error).message}`, {
       hint: 'move it aside; cutover rebuilds what it can from releases/ and current',
@@ -67,8 +91,28 @@ export async function readState(layout: Layout): Promise<State> {
   }
 }
 
+/**
+ * Format 1 (cutover 0.1 before the step engine): `{"schema": 1, previous, bad, pending, installed}`.
+ * Everything carries over; a pending switch becomes `legacyPending` for recovery to settle.
+ */
+function upgradeState(s: Record<string, unknown>): State {
+  const base = emptyState();
+  const previous = typeof s.previous === 'string' ? s.previous : null;
+  const bad = Array.isArray(s.bad) ? s.bad.filter((v): v is string => typeof v === 'string') : [];
+  const installed = s.installed && typeof s.installed === 'object' ? (s.installed as Record<string, InstalledRecord>) : {};
+  if (s.format === STATE_FORMAT) {
+    return { ...base, previous, bad, installed, journal: (s.journal as Journal | null | undefined) ?? null };
+  }
+  if (s.schema === 1 && s.format === undefined) {
+    const pending = s.pending as LegacyPending | null | undefined;
+    return { ...base, previous, bad, installed, ...(pending ? { legacyPending: pending } : {}) };
+  }
+  throw new Error(`unknown state format ${JSON.stringify(s.format ?? s.schema ?? null)} (this cutover reads formats 1 and ${STATE_FORMAT}; was it written by a newer cutover?)`);
+}
+
 export async function writeState(layout: Layout, state: State): Promise<void> {
-  await writeFileAtomic(layout.stateFile, `${JSON.stringify(state, null, 2)}\n`, 0o644);
+  const { legacyPending: _legacy, ...rest } = state;
+  await writeFileAtomic(layout.stateFile, `${JSON.stringify(rest, null, 2)}\n`, 0o644);
 }
 
 export interface HistoryRecord {
@@ -81,6 +125,8 @@ export interface HistoryRecord {
   message?: string;
   durationMs?: number;
   pruned?: string[];
+  /** The steps run, with their outcome and duration (the journal's timings). */
+  steps?: Array<{ kind: string; outcome: string; ms?: number }>;
 }
 
 /** One JSON line per operation, fsynced: the audit trail `status` shows. */

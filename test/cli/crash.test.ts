@@ -69,17 +69,19 @@ describe('SIGKILL at any moment leaves current on a complete release; the next r
       assert.deepEqual(entriesOf(path.join(w.root, '.cutover', d)), []);
     }
     assert.deepEqual(readdirSync(w.root).filter((n) => n.startsWith('.current.tmp-')), []);
-    const s = JSON.parse(readFileSync(path.join(w.root, '.cutover', 'state.json'), 'utf8')) as { pending: unknown };
-    assert.equal(s.pending, null);
+    const s = JSON.parse(readFileSync(path.join(w.root, '.cutover', 'state.json'), 'utf8')) as { format: number; journal: unknown };
+    assert.equal(s.format, 2);
+    assert.equal(s.journal, null, 'the journal is empty once the operation is settled');
     // Back to 1.0.0 for the next round.
     const back = await w.run(['rollback', '--to', 'v1.0.0']);
     assert.equal(back.code, 0, back.stderr);
   }
 
   const points: Array<[string, RegExp, number]> = [
-    ['during the download', /Downloading/, 5],
     ['during verification', /Verifying/, 1],
-    ['during extraction', /Extracting/, 30],
+    ['early in the streamed download and extraction', /Downloading/, 5],
+    ['late in the streamed download and extraction', /Downloading/, 30],
+    ['while flushing to disk', /Flushing/, 0],
     ['at the switch', /Switching current/, 0],
     ['right after the switch', /Switching current/, 3],
     ['while pruning or recording', /is now on/, 0],

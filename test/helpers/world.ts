@@ -46,7 +46,7 @@ export class World {
   private other: MockSigstore | undefined;
   readonly releases: Array<Record<string, unknown>> = [];
   readonly archives = new Map<string, Buffer>();
-  private readonly caFile: string;
+  readonly caFile: string;
 
   private constructor(dir: string, server: ReleaseServer, sigstore: MockSigstore, caFile: string) {
     this.dir = dir;

@@ -81,7 +81,7 @@ describe('services: ordered restarts, health gate, automatic rollback, daemon (r
   const release = (version: string, behaviour?: object) =>
     w.publish(version, { files: { 'server.mjs': APP, ...(behaviour ? { 'behaviour.json': JSON.stringify(behaviour) } : {}) } });
   const current = () => readlinkSync(path.join(w.root, 'current'));
-  const state = () => JSON.parse(readFileSync(path.join(w.root, '.cutover', 'state.json'), 'utf8')) as { bad: string[]; pending: unknown; previous: string | null };
+  const state = () => JSON.parse(readFileSync(path.join(w.root, '.cutover', 'state.json'), 'utf8')) as { bad: string[]; journal: unknown; previous: string | null };
 
   before(async () => {
     account = createAccount();
@@ -143,7 +143,7 @@ auto = "patch"
     assert.notEqual(app.MainPID, before.MainPID);
     assert.ok(Number(app.ActiveEnterTimestampMonotonic) < Number(worker.ActiveEnterTimestampMonotonic), 'app up before worker');
     assert.deepEqual(await health(port), { status: 200, version: '1.1.0' });
-    assert.equal(state().pending, null);
+    assert.equal(state().journal, null);
     // Both units run as the app's account, as shipped (User=demo), not as root.
     const ids = idsOf(account);
     for (const unit of ['demo.service', 'demo-worker.service']) {
@@ -177,7 +177,7 @@ auto = "patch"
     assert.deepEqual(await health(port), { status: 200, version: '1.1.0' });
     assert.equal((await sd.show('demo.service', ['ActiveState'])).ActiveState, 'active');
     assert.ok(state().bad.includes(version), 'marked bad');
-    assert.equal(state().pending, null);
+    assert.equal(state().journal, null);
     assert.equal(state().previous, '1.0.0', 'rollback target unchanged by the failed attempt');
   }
 
@@ -258,12 +258,14 @@ auto = "patch"
     assert.equal(current(), 'releases/v1.1.2', 'killed after switching');
     const r = await w.run(['status']);
     assert.equal(r.code, 0);
+    assert.match(r.stdout, /interrupted: update v1\.1\.0 -> v1\.1\.2 .*stopped at step \d+\/\d+ \((restart|gate)\); the next update, rollback or gc will undo it \(back to v1\.1\.0\)/);
     const g = await w.run(['gc']);
     assert.equal(g.code, 0, g.stderr);
-    assert.match(g.stderr, /never saw it healthy; returning to v1\.1\.0/);
+    assert.match(g.stderr, /an interrupted update to v1\.1\.2 \(pid \d+\) never finished; undoing it/);
+    assert.match(g.stderr, /rolled back to v1\.1\.0, which is healthy again .*; removed releases\/v1\.1\.2/);
     assert.equal(current(), 'releases/v1.1.0');
     assert.deepEqual(await health(port), { status: 200, version: '1.1.0' });
-    assert.equal(state().pending, null);
+    assert.equal(state().journal, null);
   });
 
   describe('the daemon', () => {

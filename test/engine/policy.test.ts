@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { inWindow, parseWindow } from '../../src/config/window.ts';
-import { decide } from '../../src/daemon/policy.ts';
+import { decide } from '../../src/engine/policy.ts';
 import type { ReleaseEntry } from '../../src/release/release-index.ts';
 
 const rel = (version: string): ReleaseEntry => ({
