@@ -4,7 +4,8 @@ import { readlinkSync } from 'node:fs';
 import { entriesOf } from '../helpers/cli.ts';
 import path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import { makeRelease, makeTarGz } from '../helpers/tarball.ts';
+import { gzipSync } from 'node:zlib';
+import { makeRelease, makeTar, makeTarGz, releaseEntries } from '../helpers/tarball.ts';
 import { World } from '../helpers/world.ts';
 
 /**
@@ -53,6 +54,20 @@ describe('hostile input changes nothing', () => {
       evil[evil.length - 1] = (evil[evil.length - 1] ?? 0) ^ 1;
       w.fault('demo-1.1.0.tar.gz', { kind: 'replace', body: evil });
       await expectRefused(['update', '--version', '1.1.0'], 3, /E_DIGEST_MISMATCH/);
+    });
+
+    test('a tampered stream that is itself a valid release: extracted, then refused at the last byte, staging gone', async () => {
+      // gzip level 0 stores its input, so an archive with one content byte changed has the
+      // same size: the index's size passes and only the digest can tell.
+      const entries = (marker: string) => releaseEntries({ name: 'demo', version: '1.1.2', files: { 'bin/demo': `#!/bin/sh\necho ${marker}\n` } });
+      const stored = (marker: string) => gzipSync(makeTar(entries(marker)), { level: 0 });
+      const real = stored('good');
+      await w.publish('1.1.2', { archive: real });
+      const evil = stored('evil');
+      assert.equal(evil.length, real.length);
+      w.fault('demo-1.1.2.tar.gz', { kind: 'replace', body: evil });
+      const line = await expectRefused(['update', '--version', '1.1.2'], 3, /E_DIGEST_MISMATCH/);
+      assert.match(line, /the signed digest is/);
     });
 
     test('a bundle signed for another file', async () => {

@@ -63,6 +63,32 @@ describe('update, rollback, status, list, gc against a real HTTPS server and rea
     assert.deepEqual(readdirSync(tmp), [], 'dry-run scratch removed');
   });
 
+  test('dry-run --json lists the steps update would run; update --json ran the same kinds in the same order', async () => {
+    const tmp = path.join(w.dir, 'tmp-steps');
+    mkdirSync(tmp);
+    const dry = await w.run(['update', '--dry-run', '--json', '--version', '1.1.0'], { TMPDIR: tmp });
+    assert.equal(dry.code, 0, dry.stderr);
+    const planned = json(dry.stdout).steps as Array<{ kind: string; outcome: string }>;
+    assert.deepEqual(
+      planned.map((x) => `${x.kind}:${x.outcome}`),
+      ['fetch-bundle:done', 'verify:done', 'stage:done', 'install:planned', 'switch:planned'],
+    );
+    const human = await w.run(['update', '--dry-run', '--version', '1.1.0'], { TMPDIR: tmp });
+    assert.match(human.stdout, /^ +4\. install +releases\/v1\.1\.0 +planned$/m);
+    assert.match(human.stdout, /^ +5\. switch +current v1\.0\.0 -> v1\.1\.0 +planned$/m);
+    const r = await w.run(['update', '--json', '--version', '1.1.0']);
+    assert.equal(r.code, 0, r.stderr);
+    const ran = json(r.stdout).steps as Array<{ kind: string; outcome: string; ms: number }>;
+    assert.deepEqual(ran.map((x) => x.kind), planned.map((x) => x.kind));
+    assert.ok(ran.every((x) => x.outcome === 'done' && Number.isInteger(x.ms) && x.ms >= 0), JSON.stringify(ran));
+    const history = readFileSync(path.join(w.root, '.cutover', 'history.jsonl'), 'utf8').trim().split('\n');
+    const last = JSON.parse(history[history.length - 1]!) as { steps: Array<{ kind: string; ms: number }> };
+    assert.deepEqual(last.steps.map((x) => x.kind), planned.map((x) => x.kind), 'the journal keeps each step with its timing');
+    // Back to where the other tests expect to be.
+    const back = await w.run(['rollback', '--to', 'v1.0.0']);
+    assert.equal(back.code, 0, back.stderr);
+  });
+
   test('runtime/ survives updates untouched; no --version installs the newest stable', async () => {
     w.mkdirRuntime();
     const runtimeBefore = w.snapshot().filter((l) => l.includes(' runtime'));
