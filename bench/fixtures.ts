@@ -9,20 +9,7 @@
  * - `big`: node_modules plus incompressible random files, ~1 GiB compressed.
  */
 import { execFileSync } from 'node:child_process';
-import {
-  closeSync,
-  cpSync,
-  existsSync,
-  lstatSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { closeSync, cpSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { sha256File } from '../test/helpers/sigstore.ts';
 
@@ -94,7 +81,6 @@ export const RECIPES: Record<'nm' | 'big', Recipe> = {
     },
   },
 };
-
 
 /** Build (or reuse) one fixture under `workDir/fixtures/<name>/`. */
 export async function ensureFixture(recipe: Recipe, workDir: string, repo: string, log: (s: string) => void): Promise<Fixture> {

@@ -17,7 +17,11 @@
  * timed run the previous trees are removed and the whole system is `sync`ed, so no run pays for
  * another's writeback.
  *
+ * Then `nm` again over a link paced to 20 MB/s (the server writes no faster; the baseline's curl
+ * also gets --limit-rate): there the download dominates, and staging while downloading shows.
+ *
  * Options: --quick (1 round each), --rounds N (default 5), --big-rounds N (default 3),
+ * --link-rounds N (default 3; 0 skips), --link-rate BYTES_PER_S (default 20000000),
  * --only nm|big, --no-dist, --profile (also one --cpu-prof run of cutover per fixture),
  * --working-tree (run src/ as it is on disk; default: a `git archive` snapshot of HEAD).
  * Env: BENCH_ROUNDS, BENCH_BIG_ROUNDS. Results: .bench-work/results.json.
@@ -41,6 +45,9 @@ const DIST = path.join(PKG, 'dist');
 const NODE = process.execPath;
 
 const TARGET_RATIO = 1.0;
+/** Over a slow link the download dominates: staging while downloading should hide the rest. */
+const TARGET_LINK_RATIO = 0.7;
+const DEFAULT_LINK_RATE = 20_000_000;
 const TARGET_RSS_KIB = 96 * 1024;
 /** "Not growing with the artifact's size": the 1 GB median may exceed the small one by this much. */
 const RSS_GROWTH_SLACK_KIB = 8 * 1024;
@@ -69,6 +76,9 @@ interface Options {
   profile: boolean;
   /** Benchmark src/ as it is on disk instead of a snapshot of HEAD. */
   workingTree: boolean;
+  /** Rounds of `nm` over a paced link (0: skip), and its rate in bytes per second. */
+  linkRounds: number;
+  linkRate: number;
 }
 
 const log = (s: string): void => {
@@ -85,6 +95,8 @@ function readOptions(): Options {
       'no-dist': { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
       'working-tree': { type: 'boolean', default: false },
+      'link-rounds': { type: 'string' },
+      'link-rate': { type: 'string' },
     },
   });
   const int = (v: string | undefined, fallback: number): number => {
@@ -103,6 +115,8 @@ function readOptions(): Options {
     dist: values['no-dist'] !== true,
     profile: values.profile === true,
     workingTree: values['working-tree'] === true,
+    linkRounds: values['link-rounds'] === '0' ? 0 : int(values['link-rounds'] ?? process.env.BENCH_LINK_ROUNDS, quick ? 1 : 3),
+    linkRate: int(values['link-rate'], DEFAULT_LINK_RATE),
   };
 }
 
@@ -116,16 +130,22 @@ function readOptions(): Options {
 function sourceTree(workingTree: boolean): { dir: string; label: string } {
   if (workingTree) return { dir: REPO, label: 'working tree' };
   const git = (args: string[]): string =>
-    execFileSync('git', args, { cwd: REPO, env: { ...process.env, GIT_OPTIONAL_LOCKS: '0' } }).toString().trim();
+    execFileSync('git', args, { cwd: REPO, env: { ...process.env, GIT_OPTIONAL_LOCKS: '0' } })
+      .toString()
+      .trim();
   const commit = git(['rev-parse', 'HEAD']);
   const dir = path.join(WORK, 'src', commit);
   if (!existsSync(path.join(dir, 'bin', 'cutover'))) {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
-    execFileSync('bash', ['-c', 'set -euo pipefail; git archive "$1" src bin package.json tsconfig.json tsconfig.build.json | tar -x -C "$2"', 'snap', commit, dir], {
-      cwd: REPO,
-      env: { ...process.env, GIT_OPTIONAL_LOCKS: '0' },
-    });
+    execFileSync(
+      'bash',
+      ['-c', 'set -euo pipefail; git archive "$1" src bin package.json tsconfig.json tsconfig.build.json | tar -x -C "$2"', 'snap', commit, dir],
+      {
+        cwd: REPO,
+        env: { ...process.env, GIT_OPTIONAL_LOCKS: '0' },
+      },
+    );
   }
   return { dir, label: `HEAD ${commit.slice(0, 10)} (git archive snapshot)` };
 }
@@ -192,7 +212,8 @@ trusted_root = "${w.trustedRoot}"
 
 interface Contestant {
   id: ContestantId;
-  run(fx: Fixture, url: string): Promise<Omit<Sample, 'fixture' | 'contestant' | 'round' | 'order'>>;
+  /** `link`: bytes per second the server is paced to (the baseline's curl gets --limit-rate too). */
+  run(fx: Fixture, url: string, link?: number): Promise<Omit<Sample, 'fixture' | 'contestant' | 'round' | 'order'>>;
 }
 
 function cutoverContestant(id: 'cutover' | 'cutover-dist', cmd: string, entry: string[], w: World, caFile: string): Contestant {
@@ -221,30 +242,29 @@ function checkCutover(id: string, m: Measured, fx: Fixture, root: string): void 
   if (link !== `releases/v${fx.version}`) throw new Error(`${id}: current -> ${link}`);
 }
 
-/** boot | index | download | verify | extract | sync | finish, from the step lines on stderr. */
+/**
+ * boot (spawn to the first line) | index | each step's own duration from the journal (the
+ * `--json` result's `steps`, the same figures history.jsonl keeps) | finish (the rest: the
+ * gaps between steps, the history line, exit).
+ */
 function cutoverPhases(m: Measured): Record<string, number> {
   const exit = m.startedAt + m.wallMs;
   const fetching = lineAt(m.lines, 'Fetching release index');
-  const downloading = lineAt(m.lines, ': Downloading ');
-  const verifying = lineAt(m.lines, 'Verifying Sigstore signature');
-  const extracting = lineAt(m.lines, 'Extracting into staging');
-  // cutover runs `sync` from the fixed system PATH (no shim can time it): the step line before
-  // the flush and the switch that follows it bound the phase.
-  const syncStart = lineAt(m.lines, 'Flushing v');
-  const syncEnd = lineAt(m.lines, 'Switching current');
-  const marks = [m.startedAt, fetching, downloading, verifying, extracting, syncStart, syncEnd, exit];
-  if (marks.some((x) => x === undefined || !Number.isFinite(x))) throw new Error(`cannot tell cutover's phases apart:\n${m.stderr}`);
-  const t = marks as number[];
-  const names = ['boot', 'index', 'download', 'verify', 'extract', 'sync', 'finish'];
-  return Object.fromEntries(names.map((n, i) => [n, (t[i + 1] as number) - (t[i] as number)]));
+  const firstStep = lineAt(m.lines, 'Fetching the signature');
+  if (fetching === undefined || firstStep === undefined) throw new Error(`cannot tell cutover's phases apart:\n${m.stderr}`);
+  const steps = (JSON.parse(m.stdout) as { steps: Array<{ kind: string; ms: number }> }).steps;
+  const phases: Record<string, number> = { boot: fetching - m.startedAt, index: firstStep - fetching };
+  for (const s of steps) phases[s.kind] = (phases[s.kind] ?? 0) + s.ms;
+  phases.finish = exit - firstStep - steps.reduce((a, s) => a + s.ms, 0);
+  return phases;
 }
 
 const BASELINE = `set -euo pipefail
-url=$1 ca=$2 sha=$3 root=$4 version=$5
+url=$1 ca=$2 sha=$3 root=$4 version=$5 rate=\${6:-}
 t() { echo "T $1 $EPOCHREALTIME" >&2; }
 file=$root/demo-$version.tar.gz
 staging=$root/releases/v$version
-t download; curl --cacert "$ca" -fsS -o "$file" "$url"
+t download; curl --cacert "$ca" -fsS \${rate:+--limit-rate "$rate"} -o "$file" "$url"
 t sha256; echo "$sha  $file" | sha256sum -c --status -
 t extract; mkdir "$staging"; tar xzf "$file" -C "$staging"
 t swap; ln -s "releases/v$version" "$root/current.new"; mv -T "$root/current.new" "$root/current"; rm -f "$file"
@@ -255,10 +275,10 @@ function baselineContestant(caFile: string): Contestant {
   const root = path.join(RUN, 'baseline');
   return {
     id: 'baseline',
-    async run(fx, url) {
+    async run(fx, url, link) {
       await fresh(root);
       mkdirSync(path.join(root, 'releases'), { recursive: true });
-      const m = await measure('bash', ['-c', BASELINE, 'baseline', url, caFile, fx.sha256, root, fx.version], {
+      const m = await measure('bash', ['-c', BASELINE, 'baseline', url, caFile, fx.sha256, root, fx.version, link ? String(link) : ''], {
         rssFile: path.join(RUN, 'baseline.rss'),
       });
       if (m.code !== 0) throw new Error(`baseline failed (exit ${m.code}):\n${m.stderr}`);
@@ -290,14 +310,14 @@ async function fresh(root: string): Promise<void> {
 
 // ---- runs ----
 
-async function runRounds(fx: Fixture, url: string, contestants: Contestant[], rounds: number): Promise<Sample[]> {
+async function runRounds(fx: Fixture, url: string, contestants: Contestant[], rounds: number, link?: { name: string; rate: number }): Promise<Sample[]> {
   const samples: Sample[] = [];
   for (let round = 0; round < rounds; round++) {
     const order = contestants.map((_, i) => contestants[(i + round) % contestants.length] as Contestant);
     for (const [pos, c] of order.entries()) {
-      const s = await c.run(fx, url);
-      samples.push({ fixture: fx.name, contestant: c.id, round, order: pos, ...s });
-      log(`${fx.name} round ${round + 1}/${rounds} ${c.id.padEnd(12)} ${secs(s.wallMs)}  ${mib(s.peakRssKiB)}`);
+      const s = await c.run(fx, url, link?.rate);
+      samples.push({ fixture: link?.name ?? fx.name, contestant: c.id, round, order: pos, ...s });
+      log(`${link?.name ?? fx.name} round ${round + 1}/${rounds} ${c.id.padEnd(12)} ${secs(s.wallMs)}  ${mib(s.peakRssKiB)}`);
     }
   }
   for (const c of contestants) rmSync(path.join(RUN, c.id), { recursive: true, force: true });
@@ -349,13 +369,13 @@ interface FixtureSummary {
   baselineFlushMedianMs: number;
 }
 
-function summarise(fx: Fixture, samples: Sample[], ids: ContestantId[], rounds: number): FixtureSummary {
+function summarise(fx: Fixture, samples: Sample[], ids: ContestantId[], rounds: number, name = fx.name): FixtureSummary {
   const of = (id: ContestantId): Sample[] => samples.filter((s) => s.contestant === id);
   const base = of('baseline');
   const byRound = new Map(base.map((s) => [s.round, s.wallMs]));
   const pick = <T>(f: (id: ContestantId) => T): Record<string, T> => Object.fromEntries(ids.map((id) => [id, f(id)]));
   return {
-    fixture: fx.name,
+    fixture: name,
     files: fx.files,
     unpackedBytes: fx.bytes,
     archiveBytes: fx.size,
@@ -403,14 +423,19 @@ function render(summaries: FixtureSummary[], samples: Sample[], floors: Record<s
       ),
     );
   }
-  out.push(`\nRSS floor (\`status\`: all modules loaded, no work): ${Object.entries(floors).map(([k, v]) => `${k} ${mib(v)}`).join(', ')}`);
+  out.push(
+    `\nRSS floor (\`status\`: all modules loaded, no work): ${Object.entries(floors)
+      .map(([k, v]) => `${k} ${mib(v)}`)
+      .join(', ')}`,
+  );
   out.push('\ntargets');
   const verdict = (ok: boolean): string => (ok ? 'PASS' : 'MISS');
   for (const s of summaries) {
     for (const id of Object.keys(s.medianRatio).filter((k) => k !== 'baseline')) {
       const r = s.medianRatio[id] ?? NaN;
       const rss = s.peakRssMaxKiB[id] ?? NaN;
-      out.push(`  ${verdict(r <= TARGET_RATIO)}  ${s.fixture} ${id}: median wall ratio ${r.toFixed(2)} (target <= ${TARGET_RATIO.toFixed(1)})`);
+      const target = s.fixture.includes('@') ? TARGET_LINK_RATIO : TARGET_RATIO;
+      out.push(`  ${verdict(r <= target)}  ${s.fixture} ${id}: median wall ratio ${r.toFixed(2)} (target <= ${target.toFixed(1)})`);
       out.push(`  ${verdict(rss <= TARGET_RSS_KIB)}  ${s.fixture} ${id}: peak RSS max ${mib(rss)} (target <= ${mib(TARGET_RSS_KIB)})`);
     }
   }
@@ -461,6 +486,31 @@ async function main(): Promise<void> {
       samples.push(...got);
       summaries.push(summarise(fx, got, ids, rounds));
     }
+    // The same nm release over a link of linkRate: the server paces the body (both contestants
+    // download the same bytes from it), and the baseline's curl also gets --limit-rate.
+    const nm = fixtures.find((f) => f.name === 'nm');
+    if (nm && opts.linkRounds > 0) {
+      const name = `nm@${Math.round(opts.linkRate / 1e6)}MB/s`;
+      const artifact = `demo/demo-${nm.version}.tar.gz`;
+      w.server.faults.set(artifact, { kind: 'rate', bytesPerSecond: opts.linkRate });
+      const linkContestants = contestants.filter((c) => c.id !== 'cutover-dist' || !contestants.some((x) => x.id === 'cutover'));
+      log(`${name}: ${opts.linkRounds} rounds of ${linkContestants.map((c) => c.id).join(', ')}`);
+      try {
+        const got = await runRounds(nm, urls.get('nm') as string, linkContestants, opts.linkRounds, { name, rate: opts.linkRate });
+        samples.push(...got);
+        summaries.push(
+          summarise(
+            nm,
+            got,
+            linkContestants.map((c) => c.id),
+            opts.linkRounds,
+            name,
+          ),
+        );
+      } finally {
+        w.server.faults.delete(artifact);
+      }
+    }
 
     const floors: Record<string, number> = {};
     floors.cutover = await rssFloor(NODE, tsEntry, writeConfig(w, caFile, 'floor-ts').config, 'floor-ts');
@@ -473,9 +523,7 @@ async function main(): Promise<void> {
     }
 
     const report = render(summaries, samples, floors);
-    process.stdout.write(
-      `\ncutover update benchmark: ${source.label}; ${os.cpus().length} CPUs, Node ${process.version}, Linux ${os.release()}${report}\n`,
-    );
+    process.stdout.write(`\ncutover update benchmark: ${source.label}; ${os.cpus().length} CPUs, Node ${process.version}, Linux ${os.release()}${report}\n`);
     if (profiles.length) process.stdout.write(`\n${profiles.join('\n\n')}\n`);
     process.stdout.write(
       '\nnote: cutover also fetches the index and bundle, verifies the Sigstore signature, checks every entry and\n' +

@@ -14,7 +14,13 @@ let failed = false;
 
 function show(label: string, text: string): void {
   const t = text.trimEnd();
-  if (t) process.stdout.write(`${t.split('\n').map((l) => `  ${l}`).join('\n')}\n`);
+  if (t)
+    process.stdout.write(
+      `${t
+        .split('\n')
+        .map((l) => `  ${l}`)
+        .join('\n')}\n`,
+    );
   void label;
 }
 

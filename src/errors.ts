@@ -102,13 +102,9 @@ export class CutoverError extends Error {
   }
 }
 
-export function isCutoverError(e: unknown): e is CutoverError {
-  return e instanceof CutoverError;
-}
-
 /** Node system errors carry `code` (ENOENT, ENOSPC, ...). */
 export function errnoCode(e: unknown): string | undefined {
-  if (e && typeof e === 'object' && 'code' in e && typeof (e as { code: unknown }).code === 'string') {
+  if (e && typeof e === 'object' && 'code' in e && typeof e.code === 'string') {
     return (e as { code: string }).code;
   }
   return undefined;

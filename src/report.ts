@@ -11,12 +11,6 @@ export interface Reporter {
   progress(label: string, done: number, total: number | undefined): void;
 }
 
-export const silentReporter: Reporter = {
-  step() {},
-  warn() {},
-  progress() {},
-};
-
 /** A reporter that remembers everything, for tests and --json summaries. */
 export class RecordingReporter implements Reporter {
   readonly steps: string[] = [];

@@ -10,7 +10,7 @@
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
-export const UNTRUSTED_MAX = 1024;
+const UNTRUSTED_MAX = 1024;
 
 /** Control characters made visible. Ordinary text (any script, emoji) passes unchanged. */
 export function escapeControls(s: string): string {

@@ -37,7 +37,11 @@ test('escapeDeep escapes every string in a JSON value, keys included, and surviv
   const walk = (x: unknown): void => {
     if (typeof x === 'string') strings.push(x);
     else if (Array.isArray(x)) x.forEach(walk);
-    else if (x && typeof x === 'object') for (const [k, y] of Object.entries(x)) (strings.push(k), walk(y));
+    else if (x && typeof x === 'object')
+      for (const [k, y] of Object.entries(x)) {
+        strings.push(k);
+        walk(y);
+      }
   };
   walk(decoded);
   for (const s of strings) assert.doesNotMatch(s, RAW);

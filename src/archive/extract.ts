@@ -90,13 +90,15 @@ const CREATE_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
 const HINT_PATHS = 'do not install this archive; release entries must be relative paths inside the release root — tell the vendor';
 const HINT_OWNER = 'rebuild the archive with `tar --owner=0 --group=0 --numeric-owner`';
 const HINT_MODE = 'rebuild the archive without setuid/setgid/sticky bits or group/world-writable modes (e.g. `chmod -R go-w,-s,-t` first)';
-const HINT_TYPE = 'release archives may contain only regular files, directories and symlinks; rebuild it without hardlinks or special files (e.g. `tar --hard-dereference`)';
+const HINT_TYPE =
+  'release archives may contain only regular files, directories and symlinks; rebuild it without hardlinks or special files (e.g. `tar --hard-dereference`)';
 const HINT_LINK = 'symlinks in a release must be relative and stay inside the release; rebuild the archive without that link';
 const HINT_CORRUPT = 'download the release again; if it keeps failing, the published archive is damaged — tell the vendor';
 const HINT_LIMIT = 'check that this is the right artifact; a release this large is refused to protect the disk';
-const HINT_BOMB = 'do not install this archive: it expands far more than a release should (a decompression bomb?); tell the vendor, or raise [disk] max_ratio if it is genuine';
+const HINT_BOMB =
+  'do not install this archive: it expands far more than a release should (a decompression bomb?); tell the vendor, or raise [disk] max_ratio if it is genuine';
 const HINT_DECLARED = 'the archive is larger than its index entry says; do not install it, tell the vendor';
-const HINT_BUDGET = 'free disk space on the install root\'s filesystem (or prune old releases with `gc`), then retry';
+const HINT_BUDGET = "free disk space on the install root's filesystem (or prune old releases with `gc`), then retry";
 
 type Kind = 'file' | 'dir' | 'symlink';
 
@@ -192,11 +194,7 @@ const fold = (p: string): string => p.normalize('NFD').toLowerCase().toUpperCase
  * If every entry lives under one top-level directory that holds release.json, that directory
  * is stripped (its contents end up directly in destDir) and its name is returned as `stripped`.
  */
-export async function extractRelease(
-  archivePath: string,
-  destDir: string,
-  opts: ExtractOptions = {},
-): Promise<ExtractResult> {
+export async function extractRelease(archivePath: string, destDir: string, opts: ExtractOptions = {}): Promise<ExtractResult> {
   opts.signal?.throwIfAborted();
   let archiveBytes: number;
   try {
@@ -341,6 +339,11 @@ class Extraction {
     });
   }
 
+  /** The first failure, to throw: always an Error (a CutoverError, or the abort signal's reason). */
+  failed(): Error {
+    return this.failure as Error;
+  }
+
   /** Record the first failure, stop the parser, close the open file. */
   fail(err: unknown): void {
     if (this.failure !== undefined) return;
@@ -352,12 +355,12 @@ class Extraction {
 
   /** Feed one decompressed chunk. Throws the first failure, so the pipeline stops reading. */
   write(chunk: Buffer): void {
-    if (this.failure !== undefined) throw this.failure;
+    if (this.failure !== undefined) throw this.failed();
     if (this.sawEof) {
       this.trailing += chunk.length;
       if (this.trailing > MAX_TRAILING_BYTES) {
         this.fail(corrupt(`archive has more than ${MAX_TRAILING_BYTES} bytes after its end-of-archive marker`));
-        throw this.failure;
+        throw this.failed();
       }
       return;
     }
@@ -366,21 +369,21 @@ class Extraction {
       // The parser would transparently gunzip a second layer; a release is compressed once.
       if (chunk[0] === 0x1f && (chunk.length < 2 || chunk[1] === 0x8b)) {
         this.fail(corrupt('archive is compressed twice (gzip inside gzip)'));
-        throw this.failure;
+        throw this.failed();
       }
     }
     this.parser.write(chunk);
-    if (this.failure !== undefined) throw this.failure;
+    if (this.failure !== undefined) throw this.failed();
   }
 
   /** The decompressed stream ended. */
   end(): void {
-    if (this.failure !== undefined) throw this.failure;
+    if (this.failure !== undefined) throw this.failed();
     if (!this.sawEof) {
       const rel = this.current?.rel;
       const inside = rel === undefined ? '' : ` inside entry ${q(rel)}`;
       this.fail(corrupt(`archive is truncated${inside}: no end-of-archive marker`, undefined, rel));
-      throw this.failure;
+      throw this.failed();
     }
   }
 
@@ -619,7 +622,7 @@ class Extraction {
       return;
     }
     try {
-      for (let off = 0; off < chunk.length; ) off += fs.writeSync(file.fd, chunk, off, chunk.length - off);
+      for (let off = 0; off < chunk.length;) off += fs.writeSync(file.fd, chunk, off, chunk.length - off);
     } catch (e) {
       this.fail(this.writeError(e, file.rel));
     }
@@ -732,7 +735,11 @@ class Extraction {
         if (seg === '' || seg === '.') continue;
         if (seg === '..') {
           if (below === 0) {
-            throw unsafe(rel, `is a symlink to ${q(target)}, which climbs out of ${linked as string}/ (a link to ROOT/${linked as string} once installed)`, HINT_LINK);
+            throw unsafe(
+              rel,
+              `is a symlink to ${q(target)}, which climbs out of ${linked as string}/ (a link to ROOT/${linked as string} once installed)`,
+              HINT_LINK,
+            );
           }
           if (below > 0) {
             below--;

@@ -17,7 +17,7 @@ export interface ExtractLimits {
 
 const GiB = 1024 ** 3;
 
-export const DEFAULT_LIMITS: Readonly<ExtractLimits> = Object.freeze({
+const DEFAULT_LIMITS: Readonly<ExtractLimits> = Object.freeze({
   maxEntries: 1_000_000,
   maxFileBytes: 8 * GiB,
   maxTotalBytes: 32 * GiB,

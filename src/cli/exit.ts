@@ -1,4 +1,5 @@
-import { CutoverError, EXIT, type ExitCode } from '../errors.ts';
+import { inspect } from 'node:util';
+import { CutoverError, type ExitCode } from '../errors.ts';
 import { escapeControls, escapeDeep } from '../text.ts';
 
 /**
@@ -22,7 +23,7 @@ export function reportFailure(
   stderr.write(`${opts.prog}: ${escapeControls(err.toLine())}\n`);
   if (opts.verbose) {
     const cause = err.cause ?? err;
-    stderr.write(`${String((cause as Error)?.stack ?? cause).split('\n').map(escapeControls).join('\n')}\n`);
+    stderr.write(`${(cause instanceof Error ? (cause.stack ?? cause.message) : inspect(cause)).split('\n').map(escapeControls).join('\n')}\n`);
   }
   if (opts.json) {
     stdout.write(
@@ -31,5 +32,3 @@ export function reportFailure(
   }
   return err.exitCode;
 }
-
-export const OK: ExitCode = EXIT.OK;

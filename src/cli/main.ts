@@ -30,7 +30,7 @@ export function programName(argv1: string | undefined, env: NodeJS.ProcessEnv): 
 }
 
 /** cutover's own version, from the package.json two levels above this module (src/ or dist/). */
-export function cutoverVersion(): string {
+function cutoverVersion(): string {
   try {
     const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
     return typeof pkg.version === 'string' ? pkg.version : 'unknown';
@@ -182,7 +182,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   program
     .command('gc')
     .description('remove old releases, keeping current, previous and --keep others')
-    .addOption(new Option('--keep <n>', `releases to keep besides current, previous among them (${MIN_KEEP} to ${MAX_KEEP}; previous is always kept)`).argParser(keepFlag))
+    .addOption(
+      new Option('--keep <n>', `releases to keep besides current, previous among them (${MIN_KEEP} to ${MAX_KEEP}; previous is always kept)`).argParser(
+        keepFlag,
+      ),
+    )
     .action(async (opts: { keep?: number }, cmd: Command) => {
       const { config, services } = await context(cmd);
       const { runGc } = await import('../engine/gc.ts');
@@ -217,10 +221,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .action(async (_opts: unknown, cmd: Command) => {
       globals = cmd.optsWithGlobals<GlobalOptions>();
       const file = resolveConfigPath(prog, globals.config, env);
-      const [{ JournalReporter, runDaemon }, { SystemdNotifier }] = await Promise.all([
-        import('../daemon/daemon.ts'),
-        import('../daemon/notify.ts'),
-      ]);
+      const [{ JournalReporter, runDaemon }, { SystemdNotifier }] = await Promise.all([import('../daemon/daemon.ts'), import('../daemon/notify.ts')]);
       await runDaemon(file, { notifier: new SystemdNotifier(env), reporter: new JournalReporter(), now: () => new Date(), jitter: 0.1 }, controller.signal);
     });
 
@@ -229,10 +230,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   } catch (e) {
     if (e instanceof CommanderError) {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.exitCode === 0) return EXIT.OK;
-      exitCode = reportFailure(
-        new CutoverError('E_USAGE', e.message.replace(/^error: /, ''), { hint: `see \`${prog} --help\`` }),
-        { prog, json: !!globals.json || argv.includes('--json'), verbose: false },
-      );
+      exitCode = reportFailure(new CutoverError('E_USAGE', e.message.replace(/^error: /, ''), { hint: `see \`${prog} --help\`` }), {
+        prog,
+        json: !!globals.json || argv.includes('--json'),
+        verbose: false,
+      });
     } else {
       // A flag refused while parsing is reported before any action ran (globals not read yet).
       exitCode = reportFailure(interruption(e, controller.signal), { prog, json: !!globals.json || argv.includes('--json'), verbose: !!globals.verbose });
@@ -302,5 +304,3 @@ function describeAction(a: 'install' | 'switch' | 'noop'): string {
   if (a === 'switch') return 'already retained: switch current only';
   return 'nothing (already current)';
 }
-
-export type { Config };

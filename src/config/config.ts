@@ -60,14 +60,14 @@ export interface HealthConfig {
   probeTimeoutMs: number;
 }
 
-export interface AppUser {
+interface AppUser {
   name: string;
   /** Filled in by loadConfig (getent); parseConfig alone leaves them undefined. */
   uid: number | undefined;
   gid: number | undefined;
 }
 
-export interface DiskConfig {
+interface DiskConfig {
   /** Space kept free on the root's filesystem. Absent: 5% or 1 GiB, whichever is smaller. */
   reserve: Reserve | undefined;
   /** Unpacked bytes allowed per downloaded byte. */
@@ -76,22 +76,18 @@ export interface DiskConfig {
 
 export type AutoPolicy = 'none' | 'patch' | 'minor' | 'major';
 
-export interface DaemonConfig {
+interface DaemonConfig {
   intervalMs: number;
   auto: AutoPolicy;
   window: MaintenanceWindow | undefined;
 }
 
 /** Program name → default config path: invoked as `app`, read /etc/app/cutover.toml. */
-export function defaultConfigPath(programName: string): string {
+function defaultConfigPath(programName: string): string {
   return `/etc/${programName}/cutover.toml`;
 }
 
-export function resolveConfigPath(
-  programName: string,
-  flag: string | undefined,
-  env: NodeJS.ProcessEnv,
-): string {
+export function resolveConfigPath(programName: string, flag: string | undefined, env: NodeJS.ProcessEnv): string {
   return flag ?? env.CUTOVER_CONFIG ?? defaultConfigPath(programName);
 }
 
@@ -123,7 +119,7 @@ export async function loadConfig(file: string): Promise<Config> {
 }
 
 /** uid and primary gid of an account, through NSS (`getent passwd`), or undefined when there is none. */
-export function lookupUser(name: string): { uid: number; gid: number } | undefined {
+function lookupUser(name: string): { uid: number; gid: number } | undefined {
   const r = spawnSync('getent', ['passwd', '--', name], { encoding: 'utf8', env: commandEnv(), timeout: 10_000 });
   if (r.status !== 0) return undefined;
   const f = r.stdout.split('\n')[0]?.split(':') ?? [];
@@ -139,7 +135,7 @@ type Table = Record<string, unknown>;
 export function parseConfig(text: string, file = '<config>'): Config {
   let doc: Table;
   try {
-    doc = parse(text, { unsafeKeyBehaviour: 'throw' }) as Table;
+    doc = parse(text, { unsafeKeyBehaviour: 'throw' });
   } catch (e) {
     const line = e instanceof TomlError ? e.line : undefined;
     const first = (e as Error).message.split('\n')[0];
@@ -206,7 +202,8 @@ export function parseConfig(text: string, file = '<config>'): Config {
   const svc = reader.table('service', { required: false });
   const units = svc.stringArray('units');
   for (const u of units) {
-    if (!/^[A-Za-z0-9:_.\\@-]+\.(service|socket|target|timer)$/.test(u)) fail('service.units', `has "${u}", which is not a systemd unit name (like "demo.service")`);
+    if (!/^[A-Za-z0-9:_.\\@-]+\.(service|socket|target|timer)$/.test(u))
+      fail('service.units', `has "${u}", which is not a systemd unit name (like "demo.service")`);
   }
   svc.done();
 

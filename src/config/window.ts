@@ -26,7 +26,11 @@ export function parseWindow(text: string): MaintenanceWindow | undefined {
     for (let d = 0; d < 7; d++) days.add(d);
   } else {
     for (const part of dayText.split(',')) {
-      const [a, b] = part.trim().toLowerCase().split('-').map((s) => s.trim().slice(0, 3));
+      const [a, b] = part
+        .trim()
+        .toLowerCase()
+        .split('-')
+        .map((s) => s.trim().slice(0, 3));
       const from = DAYS.indexOf(a ?? '');
       const to = b === undefined ? from : DAYS.indexOf(b);
       if (from < 0 || to < 0) return undefined;

@@ -123,7 +123,9 @@ async function checkOnce(config: Config, reporter: JournalReporter, now: Date, s
     }
     reporter.step(`installing: ${d.reason}`);
     if (d.newest && d.newest.version !== d.target.version) {
-      reporter.step(`v${d.newest.version} is also available (${bump(d.target.version, d.newest.version)} update); daemon.auto = "${config.daemon.auto}" leaves it to a manual \`update\``);
+      reporter.step(
+        `v${d.newest.version} is also available (${bump(d.target.version, d.newest.version)} update); daemon.auto = "${config.daemon.auto}" leaves it to a manual \`update\``,
+      );
     }
     const r = await runUpdate(config, services, { version: d.target.version, dryRun: false, allowDowngrade: false, signal: stop });
     reporter.step(`installed v${r.to} (was ${r.from ? `v${r.from}` : 'none'})`);

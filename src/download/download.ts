@@ -24,12 +24,7 @@ export interface DownloadOptions {
  * index is enforced on bytes actually read, so a lying Content-Length or an endless body stops
  * at the first extra byte.
  */
-export async function downloadToFile(
-  client: HttpClient,
-  url: URL,
-  dest: string,
-  opts: DownloadOptions,
-): Promise<Downloaded> {
+export async function downloadToFile(client: HttpClient, url: URL, dest: string, opts: DownloadOptions): Promise<Downloaded> {
   return client.get(url, opts.signal, async (res) => {
     const declared = Number(res.headers['content-length']);
     if (Number.isFinite(declared) && declared > opts.size) {

@@ -23,7 +23,7 @@ export interface HttpOptions {
 }
 
 /** A response body: read it to the end, or destroy it. */
-export interface ResponseBody extends AsyncIterable<Buffer> {
+interface ResponseBody extends AsyncIterable<Buffer> {
   destroy(error?: Error): void;
 }
 
@@ -141,7 +141,7 @@ export class HttpClient {
   }
 }
 
-export class HttpStatusError extends Error {
+class HttpStatusError extends Error {
   readonly status: number;
   readonly url: URL;
   constructor(status: number, url: URL) {
@@ -152,10 +152,10 @@ export class HttpStatusError extends Error {
 }
 
 /** Thrown by a consumer when the transfer broke in a way worth retrying (connection reset mid-body). */
-export class RetryableError extends Error {}
+class RetryableError extends Error {}
 
 /** A body destroyed by the throughput floor. */
-export class SlowTransferError extends RetryableError {
+class SlowTransferError extends RetryableError {
   readonly url: URL;
   /** Bytes per second over the last window. */
   readonly speed: number;
@@ -241,7 +241,7 @@ function isRetryable(e: unknown): boolean {
   return true; // connection refused/reset, idle timeouts: transient
 }
 
-export function toNetworkError(e: unknown, url: URL, signal: AbortSignal): CutoverError {
+function toNetworkError(e: unknown, url: URL, signal: AbortSignal): CutoverError {
   if (e instanceof CutoverError) return e;
   if (signal.aborted) {
     const reason = signal.reason as unknown;

@@ -61,7 +61,10 @@ export function planSpace(input: SpaceInput): SpacePlan {
     freed += r.bytes;
   }
   if (need > available + freed) {
-    const parts = input.unpacked === undefined ? `the download of ${formatBytes(input.download)}` : `${formatBytes(need)} (download ${formatBytes(input.download)} + unpacked ${formatBytes(input.unpacked)})`;
+    const parts =
+      input.unpacked === undefined
+        ? `the download of ${formatBytes(input.download)}`
+        : `${formatBytes(need)} (download ${formatBytes(input.download)} + unpacked ${formatBytes(input.unpacked)})`;
     const pruneNote = order.length
       ? `; removing every release but current and previous would free only ${formatBytes(freed)}`
       : '; there are no old releases to remove';

@@ -54,7 +54,12 @@ export async function execute(base: EngineContext, operation: Operation): Promis
   try {
     await runFrom(ctx, 0);
   } catch (e) {
-    await history(ctx, { result: 'failed', code: e instanceof CutoverError ? e.code : 'E_INTERNAL', message: (e as Error).message, durationMs: base.services.clock.now() - started });
+    await history(ctx, {
+      result: 'failed',
+      code: e instanceof CutoverError ? e.code : 'E_INTERNAL',
+      message: (e as Error).message,
+      durationMs: base.services.clock.now() - started,
+    });
     throw e;
   }
   await history(ctx, { result: 'ok', durationMs: base.services.clock.now() - started, ...(ctx.scratch.pruned.length ? { pruned: ctx.scratch.pruned } : {}) });
@@ -84,7 +89,9 @@ export async function executeDryRun(base: EngineContext, operation: Operation): 
       await handlerFor(rec.step).do(rec.step, ctx);
     } catch (e) {
       rec.status = 'failed';
-      await handlerFor(rec.step).undo?.(rec.step, { ...ctx, signal: never }).catch(() => undefined);
+      await handlerFor(rec.step)
+        .undo?.(rec.step, { ...ctx, signal: never })
+        .catch(() => undefined);
       throw withSteps(e, journal.steps);
     }
     rec.status = 'done';

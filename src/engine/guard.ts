@@ -34,10 +34,14 @@ export function guardInstallRoot(config: Config, layout: Layout, reporter: Repor
   for (const file of [layout.stateFile, layout.historyFile]) {
     const st = lstatOrNull(file);
     if (st && !st.isFile()) {
-      throw new CutoverError('E_UNSAFE_PATH', `${file} is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a regular file'}, where cutover keeps a file of its own`, {
-        hint: `someone planted it; remove it (rm ${file}) and check who could write ${layout.state}`,
-        details: { path: file },
-      });
+      throw new CutoverError(
+        'E_UNSAFE_PATH',
+        `${file} is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a regular file'}, where cutover keeps a file of its own`,
+        {
+          hint: `someone planted it; remove it (rm ${file}) and check who could write ${layout.state}`,
+          details: { path: file },
+        },
+      );
     }
   }
 }
@@ -76,8 +80,7 @@ function ensureRuntime(config: Config, layout: Layout, reporter: Reporter): void
     return;
   }
   if (!user || user.uid === undefined) return;
-  const writable =
-    (st.uid === user.uid && (st.mode & 0o200) !== 0) || (st.gid === user.gid && (st.mode & 0o020) !== 0) || (st.mode & 0o002) !== 0;
+  const writable = (st.uid === user.uid && (st.mode & 0o200) !== 0) || (st.gid === user.gid && (st.mode & 0o020) !== 0) || (st.mode & 0o002) !== 0;
   if (!st.isDirectory() || !writable) {
     reporter.warn(
       `${layout.runtime} is not writable by ${user.name} (owner uid ${st.uid}, mode 0${(st.mode & 0o7777).toString(8)}); cutover leaves it as it is. If the app must write there: chown ${user.name}: ${layout.runtime}`,

@@ -195,7 +195,7 @@ const stage: Handler<Extract<Step, { kind: 'stage' }>> = {
       const next = async (): Promise<Buffer | undefined> => {
         const r = await body.next();
         if (r.done) return undefined;
-        const chunk = r.value as Buffer;
+        const chunk = r.value;
         bytes += chunk.length;
         if (bytes > step.size) {
           res.body.destroy();
@@ -226,7 +226,12 @@ const stage: Handler<Extract<Step, { kind: 'stage' }>> = {
           hint: 'the file was tampered with or replaced; nothing was installed; tell the vendor',
         });
       try {
-        const free = step.budget ?? (await statfs(dir).then((st) => st.bavail * st.bsize, () => undefined));
+        const free =
+          step.budget ??
+          (await statfs(dir).then(
+            (st) => st.bavail * st.bsize,
+            () => undefined,
+          ));
         let extracted;
         try {
           extracted = await extractStream(source(), { label: url.href, bytes: step.size }, dir, {
@@ -293,7 +298,7 @@ function sizeError(url: URL, what: string, expected: number): CutoverError {
  * readable, and name this app and version. Anything else means the tree under releases/ was
  * damaged or changed after install (E_RELEASE_DAMAGED), not that a vendor shipped a bad archive.
  */
-export async function checkRetained(layout: Layout, app: string, version: string): Promise<void> {
+async function checkRetained(layout: Layout, app: string, version: string): Promise<void> {
   const dir = releaseDir(layout, version);
   try {
     checkManifest(await readReleaseManifest(dir), { name: app, version });
@@ -314,7 +319,7 @@ const checkRetainedStep: Handler<Extract<Step, { kind: 'check-retained' }>> = {
 };
 
 /** Remove releases; a failure to remove one is a warning. Returns the ones removed. */
-export async function removeReleases(ctx: Pick<StepContext, 'layout' | 'state' | 'services'>, versions: string[]): Promise<string[]> {
+async function removeReleases(ctx: Pick<StepContext, 'layout' | 'state' | 'services'>, versions: string[]): Promise<string[]> {
   const done: string[] = [];
   for (const v of versions) {
     ctx.services.reporter.step(`Removing old release v${v}`);

@@ -11,7 +11,7 @@ import { planSpace, type SpacePlan } from './disk.ts';
 import type { Step } from './steps.ts';
 
 /** What restarting looks like for this operation: the units in order, and whether a gate follows. */
-export interface ActivationFacts {
+interface ActivationFacts {
   /** Units to restart, in order; empty with --no-restart or none configured. */
   units: string[];
   /** A [health] section exists: gate after the restarts (and pre-flight before an update). */

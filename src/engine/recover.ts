@@ -8,7 +8,6 @@ import { readState, type Journal, type LegacyPending, type State } from '../stat
 import { engineContext } from './context.ts';
 import { recoverJournal } from './executor.ts';
 import type { Services } from './services.ts';
-import type { Step } from './steps.ts';
 
 export interface Recovery {
   removed: string[];
@@ -58,13 +57,13 @@ export async function recover(
  * moved) or "activating" (it moved; the units may have been restarted, health not yet seen).
  * The same facts as a journal: an update is undone, a rollback completed, as that version did.
  */
-export function journalFromLegacy(p: LegacyPending, units: string[], previous: string | null): Journal {
+function journalFromLegacy(p: LegacyPending, units: string[], previous: string | null): Journal {
   const activating = p.phase !== 'switching';
   // Format 1 overwrote `previous` with `from` when the link moved: before that it is still the old one.
   const previousBefore = activating ? null : previous;
   const steps: Journal['steps'] = [
     { step: { kind: 'switch', from: p.from, to: p.to, previous: previousBefore }, status: activating ? 'done' : 'running' },
-    ...units.map((unit) => ({ step: { kind: 'restart', unit } as Step, status: activating ? ('running' as const) : ('pending' as const) })),
+    ...units.map((unit) => ({ step: { kind: 'restart' as const, unit }, status: activating ? ('running' as const) : ('pending' as const) })),
   ];
   return {
     op: p.op,

@@ -49,7 +49,15 @@ export async function runRollback(config: Config, services: Services, opts: { to
     const ctx = engineContext(config, services, layout, state, new AbortController().signal);
     const done = await execute(ctx, { op: 'rollback', from: plan.from, to: plan.to, steps: plan.steps, recovery: 'resume', commitAt: plan.steps.length - 1 });
     services.reporter.step(`${config.app} is now on v${plan.to}${plan.from ? ` (was v${plan.from})` : ''}`);
-    return { op: 'rollback', app: config.app, root: config.root, from: plan.from, to: plan.to, steps: done.records.map(describeStep), durationMs: services.clock.now() - started };
+    return {
+      op: 'rollback',
+      app: config.app,
+      root: config.root,
+      from: plan.from,
+      to: plan.to,
+      steps: done.records.map(describeStep),
+      durationMs: services.clock.now() - started,
+    };
   } finally {
     lock.release();
   }

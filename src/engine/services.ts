@@ -9,7 +9,7 @@ export interface Clock {
   now(): number;
 }
 
-export const systemClock: Clock = { now: () => Date.now() };
+const systemClock: Clock = { now: () => Date.now() };
 
 /** The side-effecting edges an operation uses, wired in one place. */
 export interface Services {

@@ -38,9 +38,29 @@ export async function getStatus(config: Pick<Config, 'app' | 'root'>): Promise<S
   const j = state.journal;
   const at = j ? interruptedAt(j) : null;
   const interrupted: Interrupted | null = j
-    ? { op: j.op, from: j.from, to: j.to, pid: j.pid, startedAt: j.startedAt, step: at?.step.kind ?? null, position: (at?.index ?? -1) + 1, of: j.steps.length, next: recoveryVerdict(j) }
+    ? {
+        op: j.op,
+        from: j.from,
+        to: j.to,
+        pid: j.pid,
+        startedAt: j.startedAt,
+        step: at?.step.kind ?? null,
+        position: (at?.index ?? -1) + 1,
+        of: j.steps.length,
+        next: recoveryVerdict(j),
+      }
     : state.legacyPending
-      ? { op: state.legacyPending.op, from: state.legacyPending.from, to: state.legacyPending.to, pid: state.legacyPending.pid, startedAt: state.legacyPending.startedAt, step: 'switch', position: 1, of: 1, next: state.legacyPending.op === 'rollback' ? 'complete' : 'undo' }
+      ? {
+          op: state.legacyPending.op,
+          from: state.legacyPending.from,
+          to: state.legacyPending.to,
+          pid: state.legacyPending.pid,
+          startedAt: state.legacyPending.startedAt,
+          step: 'switch',
+          position: 1,
+          of: 1,
+          next: state.legacyPending.op === 'rollback' ? 'complete' : 'undo',
+        }
       : null;
   const history = await readHistory(layout, 1);
   return {
@@ -87,4 +107,3 @@ export async function listReleases(config: Pick<Config, 'root'>): Promise<Listed
   }
   return out;
 }
-

@@ -31,7 +31,7 @@ export type Step =
 export type StepKind = Step['kind'];
 
 /** planned: listed by a dry run, not run. */
-export type StepStatus = 'pending' | 'planned' | 'running' | 'done' | 'failed' | 'undone';
+type StepStatus = 'pending' | 'planned' | 'running' | 'done' | 'failed' | 'undone';
 
 /** One step as the journal and `--json` show it. */
 export interface StepRecord {

@@ -108,7 +108,14 @@ async function dryRun(config: Config, services: Services, opts: UpdateOptions, l
     const staging = path.join(sandbox, 'staging');
     await mkdir(staging, { mode: 0o700 });
     const ctx = engineContext(config, services, layout, state, opts.signal, { staging, tufCache: path.join(sandbox, 'tuf') });
-    const done = await executeDryRun(ctx, { op: 'update', from: plan.from, to: plan.to, steps: plan.steps, recovery: 'undo', commitAt: commitIndex(plan.steps) });
+    const done = await executeDryRun(ctx, {
+      op: 'update',
+      from: plan.from,
+      to: plan.to,
+      steps: plan.steps,
+      recovery: 'undo',
+      commitAt: commitIndex(plan.steps),
+    });
     return result(config, plan, true, done, services.clock.now() - started);
   } finally {
     await rm(sandbox, { recursive: true, force: true });

@@ -27,7 +27,7 @@ const MAX_BODY = 64 * 1024;
  * process), with its own deadline. 2xx is healthy; with `expectVersion`, the answer must also
  * report that version (JSON field "version" or an X-App-Version header).
  */
-export async function probeOnce(cfg: HealthConfig, agent: Agent, expectVersion: string | undefined, signal: AbortSignal): Promise<ProbeResult> {
+async function probeOnce(cfg: HealthConfig, agent: Agent, expectVersion: string | undefined, signal: AbortSignal): Promise<ProbeResult> {
   const started = Date.now();
   const ms = (): number => Date.now() - started;
   try {
@@ -126,7 +126,10 @@ export interface HealthChecker {
   readonly successes: number;
   readonly timeoutMs: number;
   /** The gate: `successes` good answers in a row; `quick`: the pre-flight's single answer in a short window. */
-  gate(expectVersion: string | undefined, opts: { signal: AbortSignal; quick?: boolean; onProbe?: (r: ProbeResult, streak: number) => void }): Promise<GateResult>;
+  gate(
+    expectVersion: string | undefined,
+    opts: { signal: AbortSignal; quick?: boolean; onProbe?: (r: ProbeResult, streak: number) => void },
+  ): Promise<GateResult>;
 }
 
 export function httpHealthChecker(cfg: HealthConfig): HealthChecker {

@@ -98,7 +98,10 @@ function walk(start: string, opts: TrustOptions, kind: 'dir' | 'file'): string |
       }
       if (++links > MAX_LINKS) throw unsafePath(next, 'is part of a symlink loop', opts.what, 'fix the links', opts.fix);
       const target = fs.readlinkSync(next);
-      todo = target.split('/').filter((s) => s !== '' && s !== '.').concat(todo);
+      todo = target
+        .split('/')
+        .filter((s) => s !== '' && s !== '.')
+        .concat(todo);
       if (target.startsWith('/')) cur = '/';
       continue;
     }

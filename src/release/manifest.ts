@@ -7,8 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CutoverError, errnoCode } from '../errors.ts';
 
-export const MANIFEST_FILE = 'release.json';
-export const MAX_MANIFEST_BYTES = 1024 * 1024;
+const MANIFEST_FILE = 'release.json';
+const MAX_MANIFEST_BYTES = 1024 * 1024;
 
 export interface ReleaseManifest {
   name: string;
@@ -80,23 +80,15 @@ const bare = (v: string): string => v.trim().replace(/^v/i, '');
 /** The unpacked release must be the one that was asked for: same name, same version (`v` ignored). */
 export function checkManifest(m: { name: string; version: string }, expected: { name: string; version: string }): void {
   if (m.name !== expected.name) {
-    throw new CutoverError(
-      'E_RELEASE_MANIFEST',
-      `release.json names the app ${JSON.stringify(m.name)}, expected ${JSON.stringify(expected.name)}`,
-      {
-        hint: 'the artifact belongs to a different app; check source.index and the app name in the config',
-        details: { name: m.name, expectedName: expected.name },
-      },
-    );
+    throw new CutoverError('E_RELEASE_MANIFEST', `release.json names the app ${JSON.stringify(m.name)}, expected ${JSON.stringify(expected.name)}`, {
+      hint: 'the artifact belongs to a different app; check source.index and the app name in the config',
+      details: { name: m.name, expectedName: expected.name },
+    });
   }
   if (bare(m.version) !== bare(expected.version)) {
-    throw new CutoverError(
-      'E_RELEASE_MANIFEST',
-      `release.json says version ${JSON.stringify(m.version)}, expected ${JSON.stringify(expected.version)}`,
-      {
-        hint: 'the release index points at the wrong artifact for this version; tell the vendor',
-        details: { version: m.version, expectedVersion: expected.version },
-      },
-    );
+    throw new CutoverError('E_RELEASE_MANIFEST', `release.json says version ${JSON.stringify(m.version)}, expected ${JSON.stringify(expected.version)}`, {
+      hint: 'the release index points at the wrong artifact for this version; tell the vendor',
+      details: { version: m.version, expectedVersion: expected.version },
+    });
   }
 }

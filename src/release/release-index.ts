@@ -38,11 +38,15 @@ const MAX_VERSION_LENGTH = 256;
  */
 export function checkVersion(input: string): VersionCheck {
   const quoted = JSON.stringify(input);
-  if (input.length > MAX_VERSION_LENGTH) return { ok: false, reason: `version ${JSON.stringify(input.slice(0, 40))}… is over ${MAX_VERSION_LENGTH} characters` };
+  if (input.length > MAX_VERSION_LENGTH)
+    return { ok: false, reason: `version ${JSON.stringify(input.slice(0, 40))}… is over ${MAX_VERSION_LENGTH} characters` };
   const bare = input.replace(/^v/i, '');
   const plus = bare.indexOf('+');
   if (plus >= 0 && semver.valid(bare) === bare.slice(0, plus)) {
-    return { ok: false, reason: `version ${quoted} carries build metadata (${JSON.stringify(bare.slice(plus))}): cutover does not accept build metadata in versions` };
+    return {
+      ok: false,
+      reason: `version ${quoted} carries build metadata (${JSON.stringify(bare.slice(plus))}): cutover does not accept build metadata in versions`,
+    };
   }
   // Canonical form only: no spaces, no "=", no leading zeros.
   if (semver.valid(bare) !== bare) return { ok: false, reason: `version ${quoted} is not a semantic version` };
@@ -50,12 +54,12 @@ export function checkVersion(input: string): VersionCheck {
 }
 
 /** The normalised version (no leading v), or undefined when `checkVersion` refuses it. */
-export function normalizeVersion(input: string): string | undefined {
+function normalizeVersion(input: string): string | undefined {
   const c = checkVersion(input);
   return c.ok ? c.version : undefined;
 }
 
-export function tagOf(version: string): string {
+function tagOf(version: string): string {
   return `v${version}`;
 }
 
@@ -168,7 +172,9 @@ export function resolveRelease(index: ReleaseIndex, wanted: string | undefined):
       });
     }
     if (!hit) {
-      const known = latestFirst(index.releases).slice(0, 5).map((r) => tagOf(r.version));
+      const known = latestFirst(index.releases)
+        .slice(0, 5)
+        .map((r) => tagOf(r.version));
       throw new CutoverError('E_VERSION_UNKNOWN', `${tagOf(v)} is not in the release index`, {
         hint: known.length ? `pick one of: ${known.join(', ')}` : 'the index lists no releases yet',
       });

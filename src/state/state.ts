@@ -36,13 +36,13 @@ export interface LegacyPending {
   phase?: 'switching' | 'activating';
 }
 
-export interface InstalledRecord {
+interface InstalledRecord {
   sha256: string;
   installedAt: string;
   identity?: string;
 }
 
-export const STATE_FORMAT = 2;
+const STATE_FORMAT = 2;
 
 export interface State {
   /** 2 since the step engine; format 1 (`"schema": 1`, with `pending`) is read and upgraded. */
@@ -57,7 +57,7 @@ export interface State {
   legacyPending?: LegacyPending;
 }
 
-export function emptyState(): State {
+function emptyState(): State {
   return { format: STATE_FORMAT, previous: null, bad: [], journal: null, installed: {} };
 }
 
@@ -107,7 +107,9 @@ function upgradeState(s: Record<string, unknown>): State {
     const pending = s.pending as LegacyPending | null | undefined;
     return { ...base, previous, bad, installed, ...(pending ? { legacyPending: pending } : {}) };
   }
-  throw new Error(`unknown state format ${JSON.stringify(s.format ?? s.schema ?? null)} (this cutover reads formats 1 and ${STATE_FORMAT}; was it written by a newer cutover?)`);
+  throw new Error(
+    `unknown state format ${JSON.stringify(s.format ?? s.schema ?? null)} (this cutover reads formats 1 and ${STATE_FORMAT}; was it written by a newer cutover?)`,
+  );
 }
 
 export async function writeState(layout: Layout, state: State): Promise<void> {

@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 /**
  * Loading Sigstore trust material: the one place in verify/ that does I/O.
  *
@@ -15,7 +16,7 @@ import { toTrustMaterial } from '@sigstore/verify';
 import type { TrustMaterial } from '@sigstore/verify';
 import { CutoverError, errnoCode } from '../errors.ts';
 
-export type TrustSource = 'file' | 'tuf' | 'embedded';
+type TrustSource = 'file' | 'tuf' | 'embedded';
 
 export interface LoadTrustOptions {
   /** Operator-supplied trusted_root.json. When set, TUF is not consulted. */
@@ -77,7 +78,7 @@ export async function loadTrustMaterial(opts: LoadTrustOptions): Promise<LoadedT
 }
 
 /** Parse trusted_root.json text into the protobuf type. `where` names the source in errors. */
-export function parseTrustedRoot(text: string, where: string): TrustedRoot {
+function parseTrustedRoot(text: string, where: string): TrustedRoot {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -167,11 +168,7 @@ async function fetchTufTrustedRoot(opts: LoadTrustOptions): Promise<TrustedRoot>
   let onAbort: (() => void) | undefined;
   const aborted = new Promise<never>((_, reject) => {
     onAbort = () =>
-      reject(
-        deadline.aborted && !opts.signal?.aborted
-          ? new Error(`TUF refresh did not finish within ${deadlineMs} ms`)
-          : signal.reason,
-      );
+      reject(deadline.aborted && !opts.signal?.aborted ? new Error(`TUF refresh did not finish within ${deadlineMs} ms`) : asError(signal.reason));
     signal.addEventListener('abort', onAbort, { once: true });
   });
   // Loaded only on this path: a pinned trusted_root never pays for the TUF client (memory, start-up).
@@ -225,7 +222,7 @@ function toMaterial(root: TrustedRoot, where: string): TrustMaterial {
 function causeChain(e: unknown): string {
   const parts: string[] = [];
   for (let cur = e, depth = 0; cur !== undefined && cur !== null && depth < 5; depth++) {
-    const message = cur instanceof Error ? cur.message : String(cur);
+    const message = cur instanceof Error ? cur.message : typeof cur === 'string' ? cur : inspect(cur);
     if (message && parts.at(-1) !== message) parts.push(message);
     cur = cur instanceof Error ? cur.cause : undefined;
   }
@@ -237,4 +234,8 @@ function badRoot(message: string, cause?: unknown): CutoverError {
     hint: 'point trust.trusted_root at a valid trusted_root.json (as published by Sigstore), or remove it to use the public-good root via TUF',
     cause,
   });
+}
+
+function asError(reason: unknown): Error {
+  return reason instanceof Error ? reason : new Error(typeof reason === 'string' ? reason : inspect(reason));
 }

@@ -210,12 +210,7 @@ function exactly(s: string): RegExp {
 }
 
 /** The error for a signer that is not exactly the policy's, or undefined if it is. */
-function identityError(
-  policy: VerifyPolicy,
-  identity: string | undefined,
-  issuer: string | undefined,
-  cause?: unknown,
-): CutoverError | undefined {
+function identityError(policy: VerifyPolicy, identity: string | undefined, issuer: string | undefined, cause?: unknown): CutoverError | undefined {
   if (identity !== policy.identity) {
     return new CutoverError(
       'E_SIG_IDENTITY',
@@ -244,9 +239,7 @@ function identityError(
 /** Identity as recorded in the leaf certificate (same rules as @sigstore/verify). */
 function certIdentity(cert: X509Certificate): { identity?: string; issuer?: string } {
   const v2 = cert.extension(OID_FULCIO_ISSUER_V2);
-  const issuer = v2
-    ? v2.valueObj.subs[0]?.value.toString('ascii')
-    : cert.extension(OID_FULCIO_ISSUER_V1)?.value.toString('ascii');
+  const issuer = v2 ? v2.valueObj.subs[0]?.value.toString('ascii') : cert.extension(OID_FULCIO_ISSUER_V1)?.value.toString('ascii');
   const out: { identity?: string; issuer?: string } = {};
   const identity = cert.subjectAltName;
   if (identity !== undefined) out.identity = identity;
@@ -342,9 +335,8 @@ function checkInTotoSubject(payloadType: string, payload: Buffer, digest: Buffer
 }
 
 function digestMismatch(signed: string, digest: Buffer): CutoverError {
-  return new CutoverError(
-    'E_DIGEST_MISMATCH',
-    `the artifact's SHA-256 is ${digest.toString('hex')}, but the signature is for ${signed}`,
-    { hint: HINT_TAMPERED, details: { actual: digest.toString('hex'), signed } },
-  );
+  return new CutoverError('E_DIGEST_MISMATCH', `the artifact's SHA-256 is ${digest.toString('hex')}, but the signature is for ${signed}`, {
+    hint: HINT_TAMPERED,
+    details: { actual: digest.toString('hex'), signed },
+  });
 }

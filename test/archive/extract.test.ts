@@ -63,11 +63,7 @@ function openFdsUnder(dir: string): string[] {
 }
 
 /** Run, expect `code`, and check the state after the failure. */
-async function expectRefused(
-  archive: Buffer,
-  code: ErrorCode,
-  opts: { match?: RegExp; extract?: ExtractOptions; hint?: RegExp } = {},
-): Promise<void> {
+async function expectRefused(archive: Buffer, code: ErrorCode, opts: { match?: RegExp; extract?: ExtractOptions; hint?: RegExp } = {}): Promise<void> {
   const box = await sandbox(archive);
   try {
     const before = await snapshot(box.parent, box.dest);
@@ -110,7 +106,7 @@ test('a plain release unpacks with contents, modes and mtimes', async () => {
   const archive = makeRelease({
     name: 'demo',
     version: '1.4.0',
-    files: { 'bin/demo': '#!/bin/sh\necho hi\n', 'share/doc/README': 'hello\n', 'empty': '' },
+    files: { 'bin/demo': '#!/bin/sh\necho hi\n', 'share/doc/README': 'hello\n', empty: '' },
   });
   const { box, result, cleanup } = await extractOk(archive);
   try {
@@ -162,7 +158,10 @@ test('a top directory that contains a directory of the same name strips correctl
 
 test('no stripping without release.json inside the top dir, or with two top-level entries', async () => {
   for (const entries of [
-    [{ path: 'only/', type: 'dir' as const }, { path: 'only/file', body: 'x' }],
+    [
+      { path: 'only/', type: 'dir' as const },
+      { path: 'only/file', body: 'x' },
+    ],
     [...releaseEntries({ name: 'demo', version: '1', topDir: 'a' }), { path: 'b', body: 'x' }],
   ]) {
     const { box, result, cleanup } = await extractOk(makeTarGz(entries));
@@ -275,7 +274,8 @@ test('many files and a large one round-trip byte for byte', async () => {
 
 // ---- hostile paths ----
 
-test('"../" path is refused', () => expectRefused(withBase({ path: '../canary/evil', body: 'x' }), 'E_ARCHIVE_UNSAFE', { match: /"\.\.\/canary\/evil".*"\.\."/ }));
+test('"../" path is refused', () =>
+  expectRefused(withBase({ path: '../canary/evil', body: 'x' }), 'E_ARCHIVE_UNSAFE', { match: /"\.\.\/canary\/evil".*"\.\."/ }));
 
 test('a ".." segment in the middle is refused', () =>
   expectRefused(withBase({ path: 'a/../../canary/evil', body: 'x' }), 'E_ARCHIVE_UNSAFE', { match: /a\/\.\.\/\.\.\/canary/ }));
@@ -297,11 +297,9 @@ test('a pax path override with ".." is refused', () =>
   expectRefused(withBase({ path: 'innocent', body: 'x', pax: { path: '../canary/evil' } }), 'E_ARCHIVE_UNSAFE', { match: /canary\/evil/ }));
 
 test('a GNU long-name header with ".." is refused', () =>
-  expectRefused(
-    withBase({ path: '././@LongLink', typeflag: 'L', body: '../canary/evil\0' }, { path: 'innocent', body: 'x' }),
-    'E_ARCHIVE_UNSAFE',
-    { match: /canary\/evil/ },
-  ));
+  expectRefused(withBase({ path: '././@LongLink', typeflag: 'L', body: '../canary/evil\0' }, { path: 'innocent', body: 'x' }), 'E_ARCHIVE_UNSAFE', {
+    match: /canary\/evil/,
+  }));
 
 test('a NUL byte in a pax path or GNU long name is refused (node-tar would cut the path there)', async () => {
   await expectRefused(withBase({ path: 'x', body: 'x', pax: { path: 'ok\0/../../canary/evil' } }), 'E_ARCHIVE_UNSAFE', { match: /"ok".*NUL/ });
@@ -312,8 +310,7 @@ test('a NUL byte in a pax path or GNU long name is refused (node-tar would cut t
   );
 });
 
-test('a backslash path trick is refused', () =>
-  expectRefused(withBase({ path: '..\\canary\\evil', body: 'x' }), 'E_ARCHIVE_UNSAFE', { match: /backslash/ }));
+test('a backslash path trick is refused', () => expectRefused(withBase({ path: '..\\canary\\evil', body: 'x' }), 'E_ARCHIVE_UNSAFE', { match: /backslash/ }));
 
 test('a non-directory entry for the release root itself is refused', () =>
   expectRefused(withBase({ path: './', type: 'symlink', linkpath: 'x' }), 'E_ARCHIVE_UNSAFE', { match: /release root/ }));
@@ -330,18 +327,13 @@ test('a relative symlink that climbs out of the release is refused', async () =>
 });
 
 test('a symlink that escapes through another symlink is refused', () =>
-  expectRefused(
-    withBase({ path: 'd/up', type: 'symlink', linkpath: '..' }, { path: 'esc', type: 'symlink', linkpath: 'd/up/../canary' }),
-    'E_ARCHIVE_UNSAFE',
-    { match: /"esc"/ },
-  ));
+  expectRefused(withBase({ path: 'd/up', type: 'symlink', linkpath: '..' }, { path: 'esc', type: 'symlink', linkpath: 'd/up/../canary' }), 'E_ARCHIVE_UNSAFE', {
+    match: /"esc"/,
+  }));
 
 test('a symlink that only escapes once the top directory is stripped is refused', () =>
   expectRefused(
-    makeTarGz([
-      ...releaseEntries({ name: 'demo', version: '1', topDir: 'demo-1' }),
-      { path: 'demo-1/m', type: 'symlink', linkpath: '../demo-1/release.json' },
-    ]),
+    makeTarGz([...releaseEntries({ name: 'demo', version: '1', topDir: 'demo-1' }), { path: 'demo-1/m', type: 'symlink', linkpath: '../demo-1/release.json' }]),
     'E_ARCHIVE_UNSAFE',
     { match: /demo-1\/m/ },
   ));
@@ -354,10 +346,7 @@ test('a symlink loop is refused', () =>
 test('symlink to an absolute dir, then a write through it, is refused and the target untouched', async () => {
   const probe = await mkdtemp(path.join(tmpdir(), 'cutover-probe-'));
   try {
-    await expectRefused(
-      withBase({ path: 'a', type: 'symlink', linkpath: probe }, { path: 'a/file', body: 'pwned' }),
-      'E_ARCHIVE_UNSAFE',
-    );
+    await expectRefused(withBase({ path: 'a', type: 'symlink', linkpath: probe }, { path: 'a/file', body: 'pwned' }), 'E_ARCHIVE_UNSAFE');
     assert.deepEqual(await readdir(probe), []);
   } finally {
     await rm(probe, { recursive: true, force: true });
@@ -373,11 +362,9 @@ test('a write through an allowed in-tree symlink is refused', async () => {
     'E_ARCHIVE_UNSAFE',
     { match: /"link\/evil".*through the symlink "link"/ },
   );
-  await expectRefused(
-    withBase({ path: 'sub/up', type: 'symlink', linkpath: '..' }, { path: 'sub/up/x', body: 'x' }),
-    'E_ARCHIVE_UNSAFE',
-    { match: /through the symlink "sub\/up"/ },
-  );
+  await expectRefused(withBase({ path: 'sub/up', type: 'symlink', linkpath: '..' }, { path: 'sub/up/x', body: 'x' }), 'E_ARCHIVE_UNSAFE', {
+    match: /through the symlink "sub\/up"/,
+  });
   await expectRefused(
     withBase({ path: 'sub/', type: 'dir' }, { path: 'link', type: 'symlink', linkpath: 'sub' }, { path: 'link/deeper/', type: 'dir' }),
     'E_ARCHIVE_UNSAFE',
@@ -399,8 +386,7 @@ test('every hardlink is refused, even one inside the tree', () =>
 test('a character device is refused', () =>
   expectRefused(withBase({ path: 'null', type: 'chardev' }), 'E_ARCHIVE_UNSAFE', { match: /"null".*CharacterDevice/ }));
 
-test('a block device is refused', () =>
-  expectRefused(withBase({ path: 'sda', type: 'blockdev' }), 'E_ARCHIVE_UNSAFE', { match: /BlockDevice/ }));
+test('a block device is refused', () => expectRefused(withBase({ path: 'sda', type: 'blockdev' }), 'E_ARCHIVE_UNSAFE', { match: /BlockDevice/ }));
 
 test('a FIFO is refused', () => expectRefused(withBase({ path: 'pipe', type: 'fifo' }), 'E_ARCHIVE_UNSAFE', { match: /FIFO/ }));
 
@@ -586,10 +572,7 @@ test('a full disk is E_NO_SPACE', async (t) => {
 test('a link may resolve into runtime/ (the link to ROOT/runtime it becomes), also after stripping', async () => {
   for (const archive of [
     withBase({ path: 'log', type: 'symlink', linkpath: 'runtime/log' }, { path: 'etc/conf', type: 'symlink', linkpath: '../runtime/a/../conf' }),
-    makeTarGz([
-      ...releaseEntries({ name: 'demo', version: '1', topDir: 'demo-1' }),
-      { path: 'demo-1/log', type: 'symlink', linkpath: 'runtime/log' },
-    ]),
+    makeTarGz([...releaseEntries({ name: 'demo', version: '1', topDir: 'demo-1' }), { path: 'demo-1/log', type: 'symlink', linkpath: 'runtime/log' }]),
   ]) {
     const { box, cleanup } = await extractOk(archive);
     try {
@@ -606,9 +589,13 @@ test('a link that climbs out of runtime/ is refused: runtime/.. is ROOT, not the
   });
   await expectRefused(withBase({ path: 'd/esc', type: 'symlink', linkpath: '../runtime/x/../../etc' }), 'E_ARCHIVE_UNSAFE', { match: /climbs out of runtime/ });
   // Through another link: r -> runtime, then r/.. is ROOT too.
-  await expectRefused(withBase({ path: 'r', type: 'symlink', linkpath: 'runtime' }, { path: 'esc', type: 'symlink', linkpath: 'r/../releases' }), 'E_ARCHIVE_UNSAFE', {
-    match: /"esc"/,
-  });
+  await expectRefused(
+    withBase({ path: 'r', type: 'symlink', linkpath: 'runtime' }, { path: 'esc', type: 'symlink', linkpath: 'r/../releases' }),
+    'E_ARCHIVE_UNSAFE',
+    {
+      match: /"esc"/,
+    },
+  );
   // Even when the archive itself ships a runtime/ directory (it is replaced on install).
   await expectRefused(
     withBase({ path: 'runtime/', type: 'dir' }, { path: 'runtime/sub/', type: 'dir' }, { path: 'esc', type: 'symlink', linkpath: 'runtime/sub/../..' }),
@@ -616,20 +603,23 @@ test('a link that climbs out of runtime/ is refused: runtime/.. is ROOT, not the
     { match: /climbs out of runtime/ },
   );
   await expectRefused(
-    makeTarGz([
-      ...releaseEntries({ name: 'demo', version: '1', topDir: 'demo-1' }),
-      { path: 'demo-1/esc', type: 'symlink', linkpath: 'runtime/../.cutover' },
-    ]),
+    makeTarGz([...releaseEntries({ name: 'demo', version: '1', topDir: 'demo-1' }), { path: 'demo-1/esc', type: 'symlink', linkpath: 'runtime/../.cutover' }]),
     'E_ARCHIVE_UNSAFE',
     { match: /climbs out of runtime/ },
   );
 });
 
-test('links inside the archive\'s own runtime/ are not followed (the directory is replaced), and linkedDir null is a plain directory', async () => {
-  const archive = withBase({ path: 'runtime/', type: 'dir' }, { path: 'runtime/up', type: 'symlink', linkpath: '..' }, { path: 'up2', type: 'symlink', linkpath: 'runtime/up' });
+test("links inside the archive's own runtime/ are not followed (the directory is replaced), and linkedDir null is a plain directory", async () => {
+  const archive = withBase(
+    { path: 'runtime/', type: 'dir' },
+    { path: 'runtime/up', type: 'symlink', linkpath: '..' },
+    { path: 'up2', type: 'symlink', linkpath: 'runtime/up' },
+  );
   const { cleanup } = await extractOk(archive);
   await cleanup();
-  const { cleanup: c2 } = await extractOk(withBase({ path: 'runtime/', type: 'dir' }, { path: 'back', type: 'symlink', linkpath: 'runtime/../bin' }), { linkedDir: null });
+  const { cleanup: c2 } = await extractOk(withBase({ path: 'runtime/', type: 'dir' }, { path: 'back', type: 'symlink', linkpath: 'runtime/../bin' }), {
+    linkedDir: null,
+  });
   await c2();
 });
 

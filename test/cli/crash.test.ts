@@ -68,7 +68,10 @@ describe('SIGKILL at any moment leaves current on a complete release; the next r
     for (const d of ['staging', 'downloads', 'trash']) {
       assert.deepEqual(entriesOf(path.join(w.root, '.cutover', d)), []);
     }
-    assert.deepEqual(readdirSync(w.root).filter((n) => n.startsWith('.current.tmp-')), []);
+    assert.deepEqual(
+      readdirSync(w.root).filter((n) => n.startsWith('.current.tmp-')),
+      [],
+    );
     const s = JSON.parse(readFileSync(path.join(w.root, '.cutover', 'state.json'), 'utf8')) as { format: number; journal: unknown };
     assert.equal(s.format, 2);
     assert.equal(s.journal, null, 'the journal is empty once the operation is settled');

@@ -64,9 +64,21 @@ describe('disk space: budget before staging, pruning to make room, ENOSPC', { sk
     const before = await inside(`cd ${w.root} && find . | sort | xargs ls -ld --time-style=+%s | awk '{print $1, $6, $7, $8, $9}'`);
     const r = await w.run(['update', '--version', '1.4.0']);
     assert.equal(r.code, 6, r.stderr);
-    assert.match(lastLine(r.stderr), /^demo: E_NO_SPACE: not enough disk space under \S+ for v1\.4\.0: it needs 18\.0 MiB \(download 9\.0 MiB \+ unpacked 9\.0 MiB\), the filesystem has \S+ MiB free minus a reserve of 1\.0 MiB = \S+ MiB; removing every release but current and previous would free only 4\.0 MiB; /);
+    assert.match(
+      lastLine(r.stderr),
+      /^demo: E_NO_SPACE: not enough disk space under \S+ for v1\.4\.0: it needs 18\.0 MiB \(download 9\.0 MiB \+ unpacked 9\.0 MiB\), the filesystem has \S+ MiB free minus a reserve of 1\.0 MiB = \S+ MiB; removing every release but current and previous would free only 4\.0 MiB; /,
+    );
     const after = await inside(`cd ${w.root} && find . | sort | xargs ls -ld --time-style=+%s | awk '{print $1, $6, $7, $8, $9}'`);
-    assert.equal(after.split('\n').filter((l) => !l.includes('.cutover')).join('\n'), before.split('\n').filter((l) => !l.includes('.cutover')).join('\n'));
+    assert.equal(
+      after
+        .split('\n')
+        .filter((l) => !l.includes('.cutover'))
+        .join('\n'),
+      before
+        .split('\n')
+        .filter((l) => !l.includes('.cutover'))
+        .join('\n'),
+    );
   });
 
   const unchanged = async (): Promise<void> => {
@@ -81,7 +93,10 @@ describe('disk space: budget before staging, pruning to make room, ENOSPC', { sk
     await w.publish('1.6.0', { archive: bomb });
     const r = await w.run(['update', '--version', '1.6.0']);
     assert.equal(r.code, 5, r.stderr);
-    assert.match(lastLine(r.stderr), /^demo: E_ARCHIVE_LIMIT: archive entry "zeros\/0\.bin" takes the archive past \d+ unpacked bytes, 100 times its \d+-byte download \(\[disk\] max_ratio\); do not install this archive/);
+    assert.match(
+      lastLine(r.stderr),
+      /^demo: E_ARCHIVE_LIMIT: archive entry "zeros\/0\.bin" takes the archive past \d+ unpacked bytes, 100 times its \d+-byte download \(\[disk\] max_ratio\); do not install this archive/,
+    );
     await unchanged();
   });
 
@@ -90,7 +105,10 @@ describe('disk space: budget before staging, pruning to make room, ENOSPC', { sk
     await publish('1.7.0', 5, { declare: false });
     const r = await w.run(['update', '--version', '1.7.0']);
     assert.equal(r.code, 5, r.stderr);
-    assert.match(lastLine(r.stderr), /^demo: E_ARCHIVE_LIMIT: archive entry "data\.bin" would take the release past the \d+ bytes of disk space it may use \(free space minus the reserve and the download\); free disk space/);
+    assert.match(
+      lastLine(r.stderr),
+      /^demo: E_ARCHIVE_LIMIT: archive entry "data\.bin" would take the release past the \d+ bytes of disk space it may use \(free space minus the reserve and the download\); free disk space/,
+    );
     await unchanged();
   });
 
@@ -99,7 +117,10 @@ describe('disk space: budget before staging, pruning to make room, ENOSPC', { sk
     await w.publish('1.8.0', { files: { 'bin/demo': '#!/bin/sh\n', 'data.bin': blob as unknown as string }, indexExtra: { unpacked_size: MiB } });
     const r = await w.run(['update', '--version', '1.8.0']);
     assert.equal(r.code, 5, r.stderr);
-    assert.match(lastLine(r.stderr), /^demo: E_ARCHIVE_LIMIT: archive entry "data\.bin" takes the archive past its declared unpacked size of 1048576 bytes \(index unpacked_size\)/);
+    assert.match(
+      lastLine(r.stderr),
+      /^demo: E_ARCHIVE_LIMIT: archive entry "data\.bin" takes the archive past its declared unpacked size of 1048576 bytes \(index unpacked_size\)/,
+    );
     await unchanged();
   });
 

@@ -76,7 +76,7 @@ describe('the environment cannot steer root cutover', { skip: isRoot ? false : '
     writeFileSync(marks, '');
   });
 
-  test('update with a hostile PATH, CUTOVER_NODE, NODE_OPTIONS and LD_PRELOAD: the real commands run, nothing of the caller\'s', async () => {
+  test("update with a hostile PATH, CUTOVER_NODE, NODE_OPTIONS and LD_PRELOAD: the real commands run, nothing of the caller's", async () => {
     const r = await runLauncher(['update', '--version', '1.0.0'], hostile());
     assert.equal(r.code, 0, r.stderr);
     assert.equal(readlinkSync(path.join(w.root, 'current')), 'releases/v1.0.0');

@@ -37,7 +37,10 @@ describe('malformed flags are refused before any I/O (exit 2)', () => {
     [['update', '--version', '1.2'], /--version "1\.2" is not a semantic version/],
     [['update', '--version', ''], /--version "" is not a semantic version/],
     [['update', '--version', 'v1.1.0\nE_FAKE: x'], /--version "v1\.1\.0\\nE_FAKE: x" is not a semantic version/],
-    [['update', '--version', '1.1.0+build.7'], /--version "1\.1\.0\+build\.7" carries build metadata \("\+build\.7"\): cutover does not accept build metadata in versions; pass the version without its build metadata, e\.g\. v1\.1\.0/],
+    [
+      ['update', '--version', '1.1.0+build.7'],
+      /--version "1\.1\.0\+build\.7" carries build metadata \("\+build\.7"\): cutover does not accept build metadata in versions; pass the version without its build metadata, e\.g\. v1\.1\.0/,
+    ],
     [['update', '--dry-run', '--version', '../1.1.0'], /--version "\.\.\/1\.1\.0" is not a semantic version/],
     [['rollback', '--to', '../../etc'], /--to "\.\.\/\.\.\/etc" is not a semantic version; pass a semantic version like v1\.3\.2/],
     [['rollback', '--to', '1.2'], /--to "1\.2" is not a semantic version/],
@@ -170,7 +173,10 @@ describe('gc --keep 0 and damaged retained releases', () => {
       const r = await w.run(['update', '--version', v]);
       assert.equal(r.code, 0, r.stderr);
     }
-    assert.deepEqual(releasesOf(w), versions.map((v) => `v${v}`));
+    assert.deepEqual(
+      releasesOf(w),
+      versions.map((v) => `v${v}`),
+    );
   });
   after(async () => {
     await w.close();
@@ -180,7 +186,12 @@ describe('gc --keep 0 and damaged retained releases', () => {
   const damages: Array<[string, string, () => void, RegExp]> = [
     ['release.json deleted', '1.0.0', () => rmSync(manifest('1.0.0')), /release\.json is missing/],
     ['release.json a directory', '1.1.0', () => (rmSync(manifest('1.1.0')), mkdirSync(manifest('1.1.0'))), /release\.json is not a regular file/],
-    ['release.json naming another version', '1.2.0', () => writeFileSync(manifest('1.2.0'), '{"name":"demo","version":"9.9.9"}'), /says version "9\.9\.9", expected "1\.2\.0"/],
+    [
+      'release.json naming another version',
+      '1.2.0',
+      () => writeFileSync(manifest('1.2.0'), '{"name":"demo","version":"9.9.9"}'),
+      /says version "9\.9\.9", expected "1\.2\.0"/,
+    ],
     ['release.json naming another app', '1.3.0', () => writeFileSync(manifest('1.3.0'), '{"name":"other","version":"1.3.0"}'), /names the app "other"/],
   ];
   for (const [name, v, damage, reason] of damages) {

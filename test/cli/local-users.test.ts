@@ -19,7 +19,7 @@ function asNobody(cmd: string, args: string[]): { child: ReturnType<typeof spawn
   const child = spawn(cmd, args, { uid: NOBODY, gid: NOBODY, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const ready = new Promise<void>((resolve, reject) => {
     let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       if (out.includes('held')) resolve();
     });
@@ -145,7 +145,11 @@ describe('local users cannot block or steer root cutover', { skip }, () => {
     const cases: Array<{ setup: () => void; undo: () => void; path: RegExp }> = [
       { setup: () => chownSync(w.root, NOBODY, NOBODY), undo: () => chownSync(w.root, 0, 0), path: /install root \S+\/root is owned by uid 65534/ },
       { setup: () => chmodSync(state(), 0o777), undo: () => chmodSync(state(), 0o755), path: /\.cutover is writable by everyone/ },
-      { setup: () => chmodSync(path.join(w.root, 'releases'), 0o775), undo: () => chmodSync(path.join(w.root, 'releases'), 0o755), path: /releases is writable by its group/ },
+      {
+        setup: () => chmodSync(path.join(w.root, 'releases'), 0o775),
+        undo: () => chmodSync(path.join(w.root, 'releases'), 0o755),
+        path: /releases is writable by its group/,
+      },
       { setup: () => chmodSync(w.dir, 0o777), undo: () => chmodSync(w.dir, 0o755), path: /cutover-world-\w+ is writable by everyone/ },
     ];
     for (const c of cases) {
@@ -275,4 +279,3 @@ describe("the app's user runs its release", { skip }, () => {
     w.writeConfig({ top: 'user = "nobody"' });
   });
 });
-

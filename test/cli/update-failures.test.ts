@@ -72,7 +72,10 @@ describe('hostile input changes nothing', () => {
 
     test('a bundle signed for another file', async () => {
       const other = makeRelease({ name: 'demo', version: '1.1.1', files: { x: 'other' } });
-      const bundle = await w.sigstore.sign(other, { identity: 'https://github.com/acme/demo/.github/workflows/release.yml@refs/tags/v1.1.1', issuer: 'https://token.actions.githubusercontent.com' });
+      const bundle = await w.sigstore.sign(other, {
+        identity: 'https://github.com/acme/demo/.github/workflows/release.yml@refs/tags/v1.1.1',
+        issuer: 'https://token.actions.githubusercontent.com',
+      });
       await w.publish('1.1.1', { bundle });
       await expectRefused(['update', '--version', '1.1.1'], 3, /E_DIGEST_MISMATCH|E_SIG_INVALID/);
     });
@@ -192,14 +195,62 @@ describe('hostile input changes nothing', () => {
 
   describe('archives (exit 5), signed and delivered intact', () => {
     const hostile: Array<[string, Parameters<typeof makeTarGz>[0]]> = [
-      ['a path with ..', [{ path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' }, { path: '../escaped', body: 'x' }]],
-      ['an absolute path', [{ path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' }, { path: '/etc/cutover-evil', body: 'x' }]],
-      ['a symlink pointing outside', [{ path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' }, { path: 'link', type: 'symlink', linkpath: '../../..' }]],
-      ['a hardlink', [{ path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' }, { path: 'hl', type: 'hardlink', linkpath: 'release.json' }]],
-      ['a device file', [{ path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' }, { path: 'dev', type: 'chardev' }]],
-      ['a FIFO', [{ path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' }, { path: 'fifo', type: 'fifo' }]],
-      ['a setuid file', [{ path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' }, { path: 'suid', body: 'x', mode: 0o4755 }]],
-      ['a world-writable file', [{ path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' }, { path: 'ww', body: 'x', mode: 0o666 }]],
+      [
+        'a path with ..',
+        [
+          { path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' },
+          { path: '../escaped', body: 'x' },
+        ],
+      ],
+      [
+        'an absolute path',
+        [
+          { path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' },
+          { path: '/etc/cutover-evil', body: 'x' },
+        ],
+      ],
+      [
+        'a symlink pointing outside',
+        [
+          { path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' },
+          { path: 'link', type: 'symlink', linkpath: '../../..' },
+        ],
+      ],
+      [
+        'a hardlink',
+        [
+          { path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' },
+          { path: 'hl', type: 'hardlink', linkpath: 'release.json' },
+        ],
+      ],
+      [
+        'a device file',
+        [
+          { path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' },
+          { path: 'dev', type: 'chardev' },
+        ],
+      ],
+      [
+        'a FIFO',
+        [
+          { path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' },
+          { path: 'fifo', type: 'fifo' },
+        ],
+      ],
+      [
+        'a setuid file',
+        [
+          { path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' },
+          { path: 'suid', body: 'x', mode: 0o4755 },
+        ],
+      ],
+      [
+        'a world-writable file',
+        [
+          { path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' },
+          { path: 'ww', body: 'x', mode: 0o666 },
+        ],
+      ],
       ['foreign ownership', [{ path: 'release.json', body: '{"name":"demo","version":"1.3.0"}', uid: 1001 }]],
     ];
     for (const [name, entries] of hostile) {

@@ -79,11 +79,23 @@ describe('update, rollback, status, list, gc against a real HTTPS server and rea
     const r = await w.run(['update', '--json', '--version', '1.1.0']);
     assert.equal(r.code, 0, r.stderr);
     const ran = json(r.stdout).steps as Array<{ kind: string; outcome: string; ms: number }>;
-    assert.deepEqual(ran.map((x) => x.kind), planned.map((x) => x.kind));
-    assert.ok(ran.every((x) => x.outcome === 'done' && Number.isInteger(x.ms) && x.ms >= 0), JSON.stringify(ran));
-    const history = readFileSync(path.join(w.root, '.cutover', 'history.jsonl'), 'utf8').trim().split('\n');
+    assert.deepEqual(
+      ran.map((x) => x.kind),
+      planned.map((x) => x.kind),
+    );
+    assert.ok(
+      ran.every((x) => x.outcome === 'done' && Number.isInteger(x.ms) && x.ms >= 0),
+      JSON.stringify(ran),
+    );
+    const history = readFileSync(path.join(w.root, '.cutover', 'history.jsonl'), 'utf8')
+      .trim()
+      .split('\n');
     const last = JSON.parse(history[history.length - 1]!) as { steps: Array<{ kind: string; ms: number }> };
-    assert.deepEqual(last.steps.map((x) => x.kind), planned.map((x) => x.kind), 'the journal keeps each step with its timing');
+    assert.deepEqual(
+      last.steps.map((x) => x.kind),
+      planned.map((x) => x.kind),
+      'the journal keeps each step with its timing',
+    );
     // Back to where the other tests expect to be.
     const back = await w.run(['rollback', '--to', 'v1.0.0']);
     assert.equal(back.code, 0, back.stderr);
@@ -97,7 +109,10 @@ describe('update, rollback, status, list, gc against a real HTTPS server and rea
     assert.equal(r.code, 0, r.stderr);
     assert.equal(json(r.stdout).to, '1.1.0');
     assert.equal(readlinkSync(path.join(w.root, 'current')), 'releases/v1.1.0');
-    assert.deepEqual(w.snapshot().filter((l) => l.includes(' runtime')), runtimeBefore);
+    assert.deepEqual(
+      w.snapshot().filter((l) => l.includes(' runtime')),
+      runtimeBefore,
+    );
     assert.equal(readFileSync(path.join(w.root, 'current', 'runtime', 'data', 'app.db'), 'utf8'), 'operator data');
   });
 
@@ -160,7 +175,9 @@ describe('update, rollback, status, list, gc against a real HTTPS server and rea
     const r = await w.run(['rollback', '--to', 'v1.3.0']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(readlinkSync(path.join(w.root, 'current')), 'releases/v1.3.0');
-    const hist = readFileSync(path.join(w.root, '.cutover', 'history.jsonl'), 'utf8').trim().split('\n');
+    const hist = readFileSync(path.join(w.root, '.cutover', 'history.jsonl'), 'utf8')
+      .trim()
+      .split('\n');
     assert.match(hist[hist.length - 1] ?? '', /"op":"rollback","from":"1.4.0","to":"1.3.0","result":"ok"/);
     assert.equal((await w.run(['update', '--version', '1.4.0'])).code, 0);
   });

@@ -51,7 +51,10 @@ test('when it fits only after pruning, the releases pruned anyway go first, then
 
 test('when even pruning every candidate is not enough, it refuses with the arithmetic and prunes nothing', () => {
   const e = rejects('E_NO_SPACE', () => planSpace({ ...base, free: 600 * MiB, prunable: [{ version: '1.0.0', bytes: 10 * MiB }] }));
-  assert.match(e.message, /needs 400\.0 MiB \(download 100\.0 MiB \+ unpacked 300\.0 MiB\), the filesystem has 600\.0 MiB free minus a reserve of 512\.0 MiB = 88\.0 MiB; removing every release but current and previous would free only 10\.0 MiB/);
+  assert.match(
+    e.message,
+    /needs 400\.0 MiB \(download 100\.0 MiB \+ unpacked 300\.0 MiB\), the filesystem has 600\.0 MiB free minus a reserve of 512\.0 MiB = 88\.0 MiB; removing every release but current and previous would free only 10\.0 MiB/,
+  );
   assert.equal(e.exitCode, 6);
 });
 

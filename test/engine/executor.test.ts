@@ -41,7 +41,13 @@ describe('executor: steps with undo, over the journal (in-process, fake services
   let s: FakeServices;
   const current = (): string => readlinkSync(path.join(root, 'current'));
   const state = () =>
-    JSON.parse(readFileSync(path.join(root, '.cutover', 'state.json'), 'utf8')) as { format: number; journal: unknown; previous: string | null; bad: string[]; installed: Record<string, unknown> };
+    JSON.parse(readFileSync(path.join(root, '.cutover', 'state.json'), 'utf8')) as {
+      format: number;
+      journal: unknown;
+      previous: string | null;
+      bad: string[];
+      installed: Record<string, unknown>;
+    };
   const update = (version: string, signal = new AbortController().signal) => runUpdate(config, s, { version, dryRun: false, allowDowngrade: true, signal });
 
   before(async () => {
@@ -76,18 +82,34 @@ describe('executor: steps with undo, over the journal (in-process, fake services
     assert.equal(state().format, 2);
     const last = (await readHistory(layoutOf(root), 1))[0]!;
     assert.equal(last.result, 'ok');
-    assert.deepEqual(last.steps?.map((x) => x.kind), r.steps.map((x) => x.kind));
+    assert.deepEqual(
+      last.steps?.map((x) => x.kind),
+      r.steps.map((x) => x.kind),
+    );
   });
 
   test('an unhealthy release is undone: back on the old release, units restarted on it, the new one removed and marked bad (exit 8)', async () => {
     s.health.unhealthy.add('2.0.0');
     await assert.rejects(update('2.0.0'), (e: unknown) => {
       rejectsWith('E_UNHEALTHY', 8)(e);
-      assert.match((e as Error).message, /v2\.0\.0 was unhealthy \(health check failed: HTTP 500 from v2\.0\.0.*\); rolled back to v1\.0\.0, which is healthy again/);
+      assert.match(
+        (e as Error).message,
+        /v2\.0\.0 was unhealthy \(health check failed: HTTP 500 from v2\.0\.0.*\); rolled back to v1\.0\.0, which is healthy again/,
+      );
       const steps = (e as CutoverError).details?.steps as Array<{ kind: string; outcome: string }>;
       assert.deepEqual(
         steps.map((x) => `${x.kind}:${x.outcome}`),
-        ['preflight:done', 'fetch-bundle:done', 'verify:done', 'stage:undone', 'install:undone', 'switch:undone', 'restart:done', 'restart:done', 'gate:failed'],
+        [
+          'preflight:done',
+          'fetch-bundle:done',
+          'verify:done',
+          'stage:undone',
+          'install:undone',
+          'switch:undone',
+          'restart:done',
+          'restart:done',
+          'gate:failed',
+        ],
       );
       return true;
     });
@@ -166,7 +188,8 @@ describe('executor: steps with undo, over the journal (in-process, fake services
     test('during a restart: undone, back on the old release, not marked bad (exit 8)', async () => {
       const ac = new AbortController();
       s.serviceManager.onRestart = async (unit, version) => {
-        if (unit === 'b.service' && version === '2.0.0') ac.abort(new CutoverError('E_INTERRUPTED', 'interrupted by SIGTERM', { details: { signal: 'SIGTERM' } }));
+        if (unit === 'b.service' && version === '2.0.0')
+          ac.abort(new CutoverError('E_INTERRUPTED', 'interrupted by SIGTERM', { details: { signal: 'SIGTERM' } }));
       };
       await assert.rejects(update('2.0.0', ac.signal), (e: unknown) => {
         rejectsWith('E_UNHEALTHY', 8)(e);

@@ -46,9 +46,19 @@ test('a new version: fetch-bundle, verify, stage, install, switch, then prune be
 });
 
 test('with units and [health]: preflight first, restarts in order and the gate after the switch; the gate commits', () => {
-  const p = planUpdate({ ...base, activation: { units: ['a.service', 'b.service'], health: true }, current: '1.3.0', previous: '1.2.0', installed: ['1.3.0', '1.2.0'], release: rel('1.4.0') });
+  const p = planUpdate({
+    ...base,
+    activation: { units: ['a.service', 'b.service'], health: true },
+    current: '1.3.0',
+    previous: '1.2.0',
+    installed: ['1.3.0', '1.2.0'],
+    release: rel('1.4.0'),
+  });
   assert.deepEqual(kinds(p.steps), ['preflight', 'fetch-bundle', 'verify', 'stage', 'install', 'switch', 'restart', 'restart', 'gate']);
-  assert.deepEqual(p.steps.filter((s) => s.kind === 'restart').map((s) => (s as { unit: string }).unit), ['a.service', 'b.service']);
+  assert.deepEqual(
+    p.steps.filter((s) => s.kind === 'restart').map((s) => (s as { unit: string }).unit),
+    ['a.service', 'b.service'],
+  );
   assert.deepEqual(p.steps[5], { kind: 'switch', from: '1.3.0', to: '1.4.0', previous: '1.2.0' });
   assert.equal(commitIndex(p.steps), 8);
 });
@@ -73,8 +83,24 @@ test('downgrade is refused with exit 3 unless allowed', () => {
 });
 
 test('disk: when only pruning makes it fit, prune-before comes after verify and before stage; the stage gets the budget', () => {
-  const disk = { free: 3 * GiB, total: 100 * GiB, reserve: { bytes: 1 * GiB }, prunable: [{ version: '1.0.0', bytes: 2 * GiB }, { version: '1.1.0', bytes: 2 * GiB }] };
-  const p = planUpdate({ ...base, keep: 5, current: '1.3.0', previous: '1.2.0', installed: ['1.0.0', '1.1.0', '1.2.0', '1.3.0'], release: rel('1.4.0', { size: 1 * GiB, unpackedSize: 2 * GiB }), disk });
+  const disk = {
+    free: 3 * GiB,
+    total: 100 * GiB,
+    reserve: { bytes: 1 * GiB },
+    prunable: [
+      { version: '1.0.0', bytes: 2 * GiB },
+      { version: '1.1.0', bytes: 2 * GiB },
+    ],
+  };
+  const p = planUpdate({
+    ...base,
+    keep: 5,
+    current: '1.3.0',
+    previous: '1.2.0',
+    installed: ['1.0.0', '1.1.0', '1.2.0', '1.3.0'],
+    release: rel('1.4.0', { size: 1 * GiB, unpackedSize: 2 * GiB }),
+    disk,
+  });
   assert.deepEqual(kinds(p.steps), ['fetch-bundle', 'verify', 'prune-before', 'stage', 'install', 'switch']);
   assert.deepEqual(p.steps[2], { kind: 'prune-before', versions: ['1.0.0'], need: 3 * GiB, available: 2 * GiB, reserve: GiB });
   const stage = p.steps[3] as { budget: number; unpackedSize: number };
@@ -88,7 +114,14 @@ test('disk: when nothing would make it fit, E_NO_SPACE (exit 6) before any step'
 });
 
 test('rollback: to previous, or --to a retained one; refusals: no previous, not installed, already current', () => {
-  const f = { current: '1.4.0', previous: '1.3.0', installed: ['1.2.0', '1.3.0', '1.4.0'], to: undefined, releasesDir: '/r', activation: { units: ['a.service'], health: true } };
+  const f = {
+    current: '1.4.0',
+    previous: '1.3.0',
+    installed: ['1.2.0', '1.3.0', '1.4.0'],
+    to: undefined,
+    releasesDir: '/r',
+    activation: { units: ['a.service'], health: true },
+  };
   const p = planRollback(f);
   assert.equal(p.to, '1.3.0');
   assert.deepEqual(kinds(p.steps), ['check-retained', 'switch', 'restart', 'gate']);

@@ -93,7 +93,16 @@ describe('recovery from each journal position (in-process, fake services)', () =
         state.previous = '1.0.0';
       }
       const records: StepRecord[] = steps.map((step, j) => ({ step, status: j < i ? 'done' : j === i ? 'running' : 'pending' }));
-      const journal: Journal = { op: 'update', from: '1.0.0', to: '2.0.0', startedAt: new Date().toISOString(), pid: 999_999, recovery: 'undo', commitAt, steps: records };
+      const journal: Journal = {
+        op: 'update',
+        from: '1.0.0',
+        to: '2.0.0',
+        startedAt: new Date().toISOString(),
+        pid: 999_999,
+        recovery: 'undo',
+        commitAt,
+        steps: records,
+      };
       state.journal = journal;
       await writeState(layout, state);
 
@@ -118,7 +127,11 @@ describe('recovery from each journal position (in-process, fake services)', () =
         assert.ok(existsSync(path.join(root, 'releases', 'v3.0.0')), label);
         // The units that may have run v2.0.0 are restarted on v1.0.0, in order, then gated.
         const touched = ['a.service', 'b.service'].filter((_u, k) => at('restart') + k <= i);
-        assert.deepEqual(s.serviceManager.restarts, touched.map((u) => `${u}@1.0.0`), label);
+        assert.deepEqual(
+          s.serviceManager.restarts,
+          touched.map((u) => `${u}@1.0.0`),
+          label,
+        );
         assert.deepEqual(s.health.gates, touched.length ? ['gate@1.0.0'] : [], label);
         if (did('switch')) assert.equal(after.previous, null, `${label}: previous is what it was before the switch`);
       }

@@ -61,7 +61,10 @@ export class FakeHealth implements HealthChecker {
   constructor(root: string) {
     this.root = root;
   }
-  async gate(expectVersion: string | undefined, opts: { signal: AbortSignal; quick?: boolean; onProbe?: (r: ProbeResult, streak: number) => void }): Promise<GateResult> {
+  async gate(
+    expectVersion: string | undefined,
+    opts: { signal: AbortSignal; quick?: boolean; onProbe?: (r: ProbeResult, streak: number) => void },
+  ): Promise<GateResult> {
     this.gates.push(`${opts.quick ? 'preflight' : 'gate'}@${expectVersion ?? '-'}`);
     await this.onGate?.(expectVersion, opts.signal);
     opts.signal.throwIfAborted();

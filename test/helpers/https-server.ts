@@ -5,6 +5,7 @@ import { createServer, type Server } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** A throwaway CA and a server certificate for 127.0.0.1/localhost, made with openssl per run. */
 export interface TestCA {
@@ -17,7 +18,23 @@ export function makeTestCA(dir = mkdtempSync(path.join(tmpdir(), 'cutover-ca-'))
   const run = (args: string[]): void => {
     execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   };
-  run(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=cutover test CA']);
+  run([
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.pem',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=cutover test CA',
+  ]);
   run(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1']);
   const ext = path.join(dir, 'san.ext');
   execFileSync('sh', ['-c', `printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > ${ext}`]);
@@ -39,6 +56,8 @@ export type Fault =
   /** The first `after` bytes, a pause of `ms`, then the rest at once. */
   | { kind: 'stall'; after: number; ms: number }
   | { kind: 'redirect'; to: string }
+  /** A link of this bandwidth: the body paced so that no more than `bytesPerSecond` has gone at any time. */
+  | { kind: 'rate'; bytesPerSecond: number }
   | { kind: 'replace'; body: Buffer };
 
 type Content = Buffer | { file: string };
@@ -115,6 +134,11 @@ export class ReleaseServer {
       res.write(body ? body.subarray(0, Math.min(100, size)) : Buffer.alloc(0));
       return; // never ends
     }
+    if (fault?.kind === 'rate') {
+      res.writeHead(200, { 'content-length': size });
+      void pace(body ?? createReadStream((content as { file: string }).file, { highWaterMark: 64 * 1024 }), res, fault.bytesPerSecond);
+      return;
+    }
     if (fault?.kind === 'trickle') {
       res.writeHead(200, { 'content-length': size });
       const data = body ?? readFileSync((content as { file: string }).file);
@@ -157,5 +181,32 @@ export class ReleaseServer {
       res.writeHead(200, { 'content-length': size });
       createReadStream((content as { file: string }).file, { highWaterMark: 1 << 20 }).pipe(res);
     }
+  }
+}
+
+/** Write `source` to `res` at `rate` bytes per second, honouring back-pressure. */
+async function pace(source: Buffer | AsyncIterable<Buffer>, res: ServerResponse, rate: number): Promise<void> {
+  const started = performance.now();
+  let sent = 0;
+  const chunks: AsyncIterable<Buffer> | Buffer[] = Buffer.isBuffer(source)
+    ? Array.from({ length: Math.ceil(source.length / 65536) }, (_, i) => source.subarray(i * 65536, (i + 1) * 65536))
+    : source;
+  try {
+    for await (const chunk of chunks) {
+      if (res.destroyed) return;
+      const due = started + (sent / rate) * 1000;
+      const wait = due - performance.now();
+      if (wait > 1) await sleep(wait);
+      sent += chunk.length;
+      if (!res.write(chunk)) {
+        await new Promise<void>((r) => {
+          res.once('drain', r);
+          res.once('close', r);
+        });
+      }
+    }
+    res.end();
+  } catch {
+    res.destroy();
   }
 }

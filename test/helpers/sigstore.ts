@@ -78,16 +78,11 @@ export async function startSigstore(): Promise<MockSigstore> {
       }
       fn(Buffer.concat(chunks).toString('utf8')).then(
         ({ statusCode, response, contentType }) => {
-          const body =
-            typeof response === 'string'
-              ? response
-              : Buffer.from(response.buffer, response.byteOffset, response.byteLength);
+          const body = typeof response === 'string' ? response : Buffer.from(response.buffer, response.byteOffset, response.byteLength);
           // No keep-alive: make-fetch-happen pools sockets, and a pooled socket the server
           // closes after its idle timeout, just as the next sign() reuses it, fails with
           // ECONNRESET (seen in CI as TLOG_CREATE_ENTRY_ERROR).
-          res
-            .writeHead(statusCode, { 'content-type': contentType ?? 'text/plain', connection: 'close' })
-            .end(body);
+          res.writeHead(statusCode, { 'content-type': contentType ?? 'text/plain', connection: 'close' }).end(body);
         },
         (e: unknown) => res.writeHead(500, { connection: 'close' }).end(String(e)),
       );
@@ -110,8 +105,7 @@ export async function startSigstore(): Promise<MockSigstore> {
   const tsa = await initializeTSA(tsaKeys);
   // The mock TSA writes genTime with milliseconds, which @sigstore/core cannot parse.
   // Its clock is an instance field; make it tick in whole seconds.
-  (tsa as unknown as { getCurrentTime: () => Date }).getCurrentTime = () =>
-    new Date(Math.floor(Date.now() / 1000) * 1000);
+  (tsa as unknown as { getCurrentTime: () => Date }).getCurrentTime = () => new Date(Math.floor(Date.now() / 1000) * 1000);
 
   handlers.set(FULCIO_PATH, fulcioHandler(ca).fn);
   handlers.set(REKOR_PATH, rekorHandler(tlog).fn);
@@ -188,17 +182,15 @@ export async function startSigstore(): Promise<MockSigstore> {
         signer: new FulcioSigner({ fulcioBaseURL: url, identityProvider, retry: RETRY }),
         witnesses: witnesses(opts),
       });
-      return bundleToJSON(await builder.create({ data: artifact })) as Record<string, unknown>;
+      return bundleToJSON(await builder.create({ data: artifact }));
     }
-    const digest = Buffer.isBuffer(artifact)
-      ? createHash('sha256').update(artifact).digest()
-      : await sha256File(artifact);
+    const digest = Buffer.isBuffer(artifact) ? createHash('sha256').update(artifact).digest() : await sha256File(artifact);
     const keyHolder = new PrehashKeyHolder(digest, opts.badSignature ?? false);
     const builder = new DigestBundleBuilder(digest, {
       signer: new FulcioSigner({ fulcioBaseURL: url, identityProvider, keyHolder, retry: RETRY }),
       witnesses: witnesses(opts),
     });
-    return bundleToJSON(await builder.create({ data: digest })) as Record<string, unknown>;
+    return bundleToJSON(await builder.create({ data: digest }));
   }
 
   return {

@@ -19,7 +19,10 @@ export function smallFsAvailable(): { ok: boolean; why?: string } {
   if (availability) return availability;
   if (process.getuid?.() !== 0) availability = { ok: false, why: 'needs root to mount a tmpfs in a private mount namespace' };
   else {
-    const r = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs -o size=1m tmpfs /mnt'], { encoding: 'utf8', timeout: 10_000 });
+    const r = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs -o size=1m tmpfs /mnt'], {
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
     availability = r.status === 0 ? { ok: true } : { ok: false, why: `cannot mount in a private namespace: ${(r.stderr || r.error?.message || '').trim()}` };
   }
   return availability;
@@ -29,9 +32,13 @@ export async function startSmallFs(dir: string, opts: { bytes: number; inodes?: 
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   const o = [`size=${opts.bytes}`, 'mode=0755', ...(opts.inodes ? [`nr_inodes=${opts.inodes}`] : [])].join(',');
   // The shell becomes `sleep` (exec): its PID is the namespace's anchor, killed by stop().
-  const holder: ChildProcess = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs -o ${o} tmpfs "$1" && echo ready && exec sleep 86400`, 'sh', dir], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const holder: ChildProcess = spawn(
+    'unshare',
+    ['--mount', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs -o ${o} tmpfs "$1" && echo ready && exec sleep 86400`, 'sh', dir],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   await new Promise<void>((resolve, reject) => {
     let out = '';
     let err = '';

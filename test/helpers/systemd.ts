@@ -1,3 +1,4 @@
+import { setTimeout as setTimeoutPromise } from 'node:timers/promises';
 /**
  * A real systemd (the host's /lib/systemd/systemd) booted as PID 1 of a private PID, mount and
  * cgroup namespace, for tests that restart units, watch Type=notify readiness and read the journal.
@@ -10,7 +11,23 @@
  */
 import { spawn as spawnChild, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, chmodSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, realpathSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  chmodSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  closeSync,
+  readFileSync,
+  readdirSync,
+  realpathSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -77,7 +94,12 @@ export interface Systemd {
   /** `systemctl show -p …` as a record; a property systemd does not know comes back as ''. */
   show<P extends string>(unit: string, props: readonly P[]): Promise<Record<P, string>>;
   /** Poll show() (DEFAULT_PROPS unless told) until predicate holds; throws with the last properties on timeout. */
-  waitFor<P extends string = DefaultProp>(unit: string, predicate: (p: Record<P, string>) => boolean, timeoutMs: number, props?: readonly P[]): Promise<Record<P, string>>;
+  waitFor<P extends string = DefaultProp>(
+    unit: string,
+    predicate: (p: Record<P, string>) => boolean,
+    timeoutMs: number,
+    props?: readonly P[],
+  ): Promise<Record<P, string>>;
   daemonReload(): Promise<void>;
   /** The unit's journal (`-o cat` unless told), after `journalctl --sync`. */
   journal(unit: string, opts?: { output?: string }): Promise<string>;
@@ -108,10 +130,26 @@ function checkAvailable(): { ok: boolean; why?: string } {
   }
   if (!cgroup2Mount()) return { ok: false, why: 'no cgroup2 file system is mounted' };
   if (!existsSync(BASE)) return { ok: false, why: `${BASE} does not exist` };
-  const probe = spawnSync('unshare', ['--pid', '--fork', '--kill-child', '--mount', '--mount-proc', '--propagation', 'private', '--cgroup', 'sh', '-c', 'mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /run'], {
-    encoding: 'utf8',
-    timeout: 5000,
-  });
+  const probe = spawnSync(
+    'unshare',
+    [
+      '--pid',
+      '--fork',
+      '--kill-child',
+      '--mount',
+      '--mount-proc',
+      '--propagation',
+      'private',
+      '--cgroup',
+      'sh',
+      '-c',
+      'mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /run',
+    ],
+    {
+      encoding: 'utf8',
+      timeout: 5000,
+    },
+  );
   if (probe.status !== 0) return { ok: false, why: `cannot create namespaces: ${(probe.stderr || probe.error?.message || `exit ${probe.status}`).trim()}` };
   return { ok: true };
 }
@@ -125,11 +163,29 @@ function cgroup2Mount(): string | undefined {
 }
 
 function ownCgroup2Path(): string {
-  const line = readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => l.startsWith('0::'));
+  const line = readFileSync('/proc/self/cgroup', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('0::'));
   return line ? line.slice(3) : '/';
 }
 
-const STUB_TARGETS = ['sysinit', 'basic', 'sockets', 'timers', 'paths', 'slices', 'local-fs', 'remote-fs', 'network', 'network-online', 'nss-lookup', 'time-sync', 'multi-user', 'shutdown', 'exit'];
+const STUB_TARGETS = [
+  'sysinit',
+  'basic',
+  'sockets',
+  'timers',
+  'paths',
+  'slices',
+  'local-fs',
+  'remote-fs',
+  'network',
+  'network-online',
+  'nss-lookup',
+  'time-sync',
+  'multi-user',
+  'shutdown',
+  'exit',
+];
 
 function writeStubs(dir: string): void {
   mkdirSync(dir);
@@ -383,18 +439,7 @@ async function within(p: Promise<void>, ms: number): Promise<void> {
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+  return setTimeoutPromise(ms, undefined, signal ? { signal } : {});
 }
 
 class NamespacedSystemd implements Systemd {
@@ -442,8 +487,8 @@ class NamespacedSystemd implements Systemd {
     const child = spawnChild('nsenter', this.nsenterArgs(cmd, args, opts.cwd), { stdio: ['ignore', 'pipe', 'pipe'], env: this.env(opts.env) });
     let stdout = '';
     let stderr = '';
-    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const done = new Promise<ExecResult>((resolve) => {
       child.once('error', (e) => resolve({ code: 127, signal: null, stdout, stderr: stderr + e.message, timedOut: false }));
       child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr, timedOut: false }));
@@ -504,7 +549,12 @@ class NamespacedSystemd implements Systemd {
     return out;
   }
 
-  async waitFor<P extends string = DefaultProp>(unit: string, predicate: (p: Record<P, string>) => boolean, timeoutMs: number, props?: readonly P[]): Promise<Record<P, string>> {
+  async waitFor<P extends string = DefaultProp>(
+    unit: string,
+    predicate: (p: Record<P, string>) => boolean,
+    timeoutMs: number,
+    props?: readonly P[],
+  ): Promise<Record<P, string>> {
     const which = props ?? (DEFAULT_PROPS as readonly string[] as readonly P[]);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -537,7 +587,9 @@ class NamespacedSystemd implements Systemd {
     if (alive()) {
       // Stop services in order first, so that their ExecStop= runs and PrivateTmp= folders under
       // the (shared) /var/tmp are removed; then exit without further ordering.
-      const units = await this.systemctl(['list-units', '--type=service', '--state=active,activating,deactivating,reloading', '--plain', '--no-legend'], { timeoutMs: 5000 });
+      const units = await this.systemctl(['list-units', '--type=service', '--state=active,activating,deactivating,reloading', '--plain', '--no-legend'], {
+        timeoutMs: 5000,
+      });
       const services = units.stdout
         .split('\n')
         .map((l) => l.trim().split(/\s+/)[0] ?? '')

@@ -123,7 +123,11 @@ export function entryBlocks(e: TarEntry): Buffer {
   if (Buffer.byteLength(linkpath) > 100) pax.linkpath ??= linkpath;
   const parts: Buffer[] = [];
   if (Object.keys(pax).length > 0) {
-    const records = Buffer.from(Object.entries(pax).map(([k, v]) => paxRecord(k, v)).join(''));
+    const records = Buffer.from(
+      Object.entries(pax)
+        .map(([k, v]) => paxRecord(k, v))
+        .join(''),
+    );
     parts.push(
       header({ path: 'PaxHeader/x', typeflag: 'x', mode: 0o644, uid: 0, gid: 0, size: records.length, mtime: DEFAULT_MTIME, linkpath: '' }),
       padded(records),

@@ -96,15 +96,13 @@ ${extra.trust ?? ''}
   }
 
   async publish(version: string, opts: PublishOptions = {}): Promise<Buffer> {
-    const archive =
-      opts.archive ?? makeRelease({ name: 'demo', version, files: opts.files ?? { 'bin/demo': `#!/bin/sh\necho demo ${version}\n` } });
+    const archive = opts.archive ?? makeRelease({ name: 'demo', version, files: opts.files ?? { 'bin/demo': `#!/bin/sh\necho demo ${version}\n` } });
     let signer = this.sigstore;
     if (opts.untrusted) {
       this.other ??= await startSigstore();
       signer = this.other;
     }
-    const bundle =
-      opts.bundle ?? (await signer.sign(archive, { identity: identityFor(version), issuer: ISSUER, ...opts.sign }));
+    const bundle = opts.bundle ?? (await signer.sign(archive, { identity: identityFor(version), issuer: ISSUER, ...opts.sign }));
     const name = `demo-${version}.tar.gz`;
     this.server.files.set(`demo/${name}`, archive);
     this.server.files.set(`demo/${name}.sigstore.json`, Buffer.from(JSON.stringify(bundle)));

@@ -23,9 +23,18 @@ describe('installer/install.sh', () => {
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  const install = (...args: string[]) =>
-    spawnSync('bash', [path.join(src, 'installer', 'install.sh'), ...args], { encoding: 'utf8' });
-  const good = ['--app', 'demo', '--root', '/opt/demo', '--index', 'https://releases.example.com/demo/index.json', '--identity', 'https://github.com/acme/demo/.github/workflows/release.yml@refs/tags/v{version}', '--prefix'];
+  const install = (...args: string[]) => spawnSync('bash', [path.join(src, 'installer', 'install.sh'), ...args], { encoding: 'utf8' });
+  const good = [
+    '--app',
+    'demo',
+    '--root',
+    '/opt/demo',
+    '--index',
+    'https://releases.example.com/demo/index.json',
+    '--identity',
+    'https://github.com/acme/demo/.github/workflows/release.yml@refs/tags/v{version}',
+    '--prefix',
+  ];
 
   test('installs cutover under the vendor name, a config and the updater unit', () => {
     const r = install(...good, prefix);
@@ -41,7 +50,10 @@ describe('installer/install.sh', () => {
     // The installed copy runs (built dist, bundled Node 22) and calls itself by the vendor name.
     const bin = path.join(dir, 'demo');
     symlinkSync(path.join(prefix, 'opt/cutover/current/bin/cutover'), bin);
-    const st = spawnSync(bin, ['--config', path.join(prefix, 'etc/demo/cutover.toml'), 'status', '--json'], { encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } });
+    const st = spawnSync(bin, ['--config', path.join(prefix, 'etc/demo/cutover.toml'), 'status', '--json'], {
+      encoding: 'utf8',
+      env: { PATH: '/usr/bin:/bin' },
+    });
     assert.equal(st.status, 0, st.stderr);
     assert.equal((JSON.parse(st.stdout) as { app: string; current: unknown }).current, null);
     const help = spawnSync(bin, ['--help'], { encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } });
@@ -60,7 +72,11 @@ describe('installer/install.sh', () => {
 
   test('bad arguments exit 2 and install nothing', () => {
     const p2 = path.join(dir, 'p2');
-    for (const args of [['--app', 'Bad Name'], ['--app', 'demo', '--root', 'relative'], [...good.slice(0, 4), '--index', 'http://x', '--identity', 'i']]) {
+    for (const args of [
+      ['--app', 'Bad Name'],
+      ['--app', 'demo', '--root', 'relative'],
+      [...good.slice(0, 4), '--index', 'http://x', '--identity', 'i'],
+    ]) {
       const r = install(...args, '--prefix', p2);
       assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /^install: error: /m);

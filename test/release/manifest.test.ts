@@ -84,13 +84,7 @@ test('checkManifest accepts the same name and version, ignoring a leading v', ()
 });
 
 test('checkManifest refuses another app or another version, showing both', () => {
-  assert.throws(
-    () => checkManifest({ name: 'other', version: '1.4.0' }, { name: 'demo', version: '1.4.0' }),
-    isManifestError(/"other".*"demo"/),
-  );
-  assert.throws(
-    () => checkManifest({ name: 'demo', version: '1.3.9' }, { name: 'demo', version: '1.4.0' }),
-    isManifestError(/"1\.3\.9".*"1\.4\.0"/),
-  );
+  assert.throws(() => checkManifest({ name: 'other', version: '1.4.0' }, { name: 'demo', version: '1.4.0' }), isManifestError(/"other".*"demo"/));
+  assert.throws(() => checkManifest({ name: 'demo', version: '1.3.9' }, { name: 'demo', version: '1.4.0' }), isManifestError(/"1\.3\.9".*"1\.4\.0"/));
   assert.throws(() => checkManifest({ name: 'demo', version: '1.4.0-rc.1' }, { name: 'demo', version: 'v1.4.0' }), isManifestError());
 });

@@ -15,7 +15,10 @@ const entry = (version: string, extra: Record<string, unknown> = {}) => ({
 });
 
 test('URLs resolve relative to the index; versions accept a leading v', () => {
-  const idx = parseReleaseIndex({ releases: [entry('v1.4.0', { artifact: 'demo-1.4.0.tar.gz' }), entry('1.3.2', { artifact: 'https://cdn.example.com/x.tgz' })] }, url);
+  const idx = parseReleaseIndex(
+    { releases: [entry('v1.4.0', { artifact: 'demo-1.4.0.tar.gz' }), entry('1.3.2', { artifact: 'https://cdn.example.com/x.tgz' })] },
+    url,
+  );
   assert.equal(idx.releases[0]?.version, '1.4.0');
   assert.equal(idx.releases[0]?.artifact.href, 'https://releases.example.com/demo/demo-1.4.0.tar.gz');
   assert.equal(idx.releases[1]?.artifact.href, 'https://cdn.example.com/x.tgz');
@@ -30,12 +33,18 @@ test('no --version picks the highest stable semver, not a prerelease', () => {
 
 test('an unknown version is E_VERSION_UNKNOWN listing what exists', () => {
   const idx = parseReleaseIndex({ releases: [entry('1.4.0')] }, url);
-  assert.throws(() => resolveRelease(idx, 'v9.9.9'), (e: unknown) => e instanceof CutoverError && e.code === 'E_VERSION_UNKNOWN' && /v1\.4\.0/.test(e.hint ?? ''));
+  assert.throws(
+    () => resolveRelease(idx, 'v9.9.9'),
+    (e: unknown) => e instanceof CutoverError && e.code === 'E_VERSION_UNKNOWN' && /v1\.4\.0/.test(e.hint ?? ''),
+  );
 });
 
 test('only a document without a "releases" array is E_INDEX_INVALID', () => {
   const bad = (json: unknown) =>
-    assert.throws(() => parseReleaseIndex(json, url), (e: unknown) => e instanceof CutoverError && e.code === 'E_INDEX_INVALID' && !!e.hint);
+    assert.throws(
+      () => parseReleaseIndex(json, url),
+      (e: unknown) => e instanceof CutoverError && e.code === 'E_INDEX_INVALID' && !!e.hint,
+    );
   bad({});
   bad(null);
   bad([]);
@@ -70,7 +79,11 @@ test('each malformed entry is skipped with its reason; the good ones still count
   ];
   for (const [bad, reason] of cases) {
     const idx = parseReleaseIndex({ releases: [entry('1.4.0'), bad, entry('1.3.0')] }, url);
-    assert.deepEqual(idx.releases.map((r) => r.version), ['1.4.0', '1.3.0'], JSON.stringify(bad));
+    assert.deepEqual(
+      idx.releases.map((r) => r.version),
+      ['1.4.0', '1.3.0'],
+      JSON.stringify(bad),
+    );
     assert.equal(idx.skipped.length, 1, JSON.stringify(bad));
     const s = idx.skipped[0]!;
     assert.equal(s.index, 1);
@@ -83,16 +96,29 @@ test('each malformed entry is skipped with its reason; the good ones still count
 test('the skipped list matches the shape operators see', () => {
   const idx = parseReleaseIndex({ releases: [entry('1.0.0'), entry('1.1.0'), entry('1.1.1'), entry('1.2')] }, url);
   assert.deepEqual(idx.skipped, [{ index: 3, version: '1.2', reason: 'version "1.2" is not a semantic version' }]);
-  assert.equal(describeSkipped(idx.skipped[0]!), 'the release index lists an invalid entry 3 (version "1.2"), skipped: version "1.2" is not a semantic version');
-  assert.equal(describeSkipped({ index: 0, version: null, reason: 'the entry is not an object' }), 'the release index lists an invalid entry 0, skipped: the entry is not an object');
+  assert.equal(
+    describeSkipped(idx.skipped[0]!),
+    'the release index lists an invalid entry 3 (version "1.2"), skipped: version "1.2" is not a semantic version',
+  );
+  assert.equal(
+    describeSkipped({ index: 0, version: null, reason: 'the entry is not an object' }),
+    'the release index lists an invalid entry 0, skipped: the entry is not an object',
+  );
 });
 
 test('a version listed twice skips every entry of it, whichever form it is written in', () => {
   const idx = parseReleaseIndex({ releases: [entry('1.0.0'), entry('1.1.0'), entry('v1.0.0'), entry('1.0.0', { sha256: 'x' })] }, url);
-  assert.deepEqual(idx.releases.map((r) => r.version), ['1.1.0']);
+  assert.deepEqual(
+    idx.releases.map((r) => r.version),
+    ['1.1.0'],
+  );
   assert.deepEqual(
     idx.skipped.map((s) => [s.index, s.version]),
-    [[0, '1.0.0'], [2, 'v1.0.0'], [3, '1.0.0']],
+    [
+      [0, '1.0.0'],
+      [2, 'v1.0.0'],
+      [3, '1.0.0'],
+    ],
   );
   assert.match(idx.skipped[0]!.reason, /version 1\.0\.0 is listed 3 times \(entries 0, 2, 3\)/);
   assert.match(idx.skipped[2]!.reason, /sha256/);
@@ -111,12 +137,21 @@ test('asking for a skipped version is E_VERSION_UNKNOWN naming the reason; no --
   const e = rejects('E_VERSION_UNKNOWN', () => resolveRelease(idx, 'v1.2.0'));
   assert.equal(e.exitCode, 2);
   assert.equal(e.toLine(), 'E_VERSION_UNKNOWN: v1.2.0 is listed in the index but its entry is invalid: sha256 "bad" is not 64 hex digits; tell the vendor');
-  assert.match(rejects('E_VERSION_UNKNOWN', () => resolveRelease(idx, '1.3.0')).message, /v1\.3\.0 is listed in the index but its entry is invalid: .*build metadata/);
+  assert.match(
+    rejects('E_VERSION_UNKNOWN', () => resolveRelease(idx, '1.3.0')).message,
+    /v1\.3\.0 is listed in the index but its entry is invalid: .*build metadata/,
+  );
   assert.match(rejects('E_VERSION_UNKNOWN', () => resolveRelease(idx, '9.0.0')).message, /not in the release index/);
 });
 
 test('checkVersion: semver with an optional v and prereleases; no build metadata', () => {
-  for (const [input, out] of [['v1.4.0', '1.4.0'], ['1.4.0', '1.4.0'], ['V1.4.0', '1.4.0'], ['1.4.0-rc.1', '1.4.0-rc.1'], ['v2.0.0-alpha.1.x-y', '2.0.0-alpha.1.x-y']] as const) {
+  for (const [input, out] of [
+    ['v1.4.0', '1.4.0'],
+    ['1.4.0', '1.4.0'],
+    ['V1.4.0', '1.4.0'],
+    ['1.4.0-rc.1', '1.4.0-rc.1'],
+    ['v2.0.0-alpha.1.x-y', '2.0.0-alpha.1.x-y'],
+  ] as const) {
     assert.deepEqual(checkVersion(input), { ok: true, version: out });
   }
   for (const input of ['../../etc', 'v1;rm', '1.2', '', 'v', 'vv1.0.0', '=1.0.0', '1.0.0 ', '1.0.0-01', 'x'.repeat(300)]) {

@@ -52,7 +52,9 @@ function createAccount(): string {
 function removeAccount(name: string): void {
   const u = spawnSync('userdel', [name], { encoding: 'utf8' });
   const g = spawnSync('getent', ['group', name]).status === 0 ? spawnSync('groupdel', [name], { encoding: 'utf8' }) : undefined;
-  const problems = [u.status === 0 ? '' : `userdel ${name}: ${u.stderr.trim()}`, !g || g.status === 0 ? '' : `groupdel ${name}: ${g.stderr.trim()}`].filter(Boolean);
+  const problems = [u.status === 0 ? '' : `userdel ${name}: ${u.stderr.trim()}`, !g || g.status === 0 ? '' : `groupdel ${name}: ${g.stderr.trim()}`].filter(
+    Boolean,
+  );
   if (problems.length) throw new Error(problems.join('; '));
 }
 
@@ -81,7 +83,8 @@ describe('services: ordered restarts, health gate, automatic rollback, daemon (r
   const release = (version: string, behaviour?: object) =>
     w.publish(version, { files: { 'server.mjs': APP, ...(behaviour ? { 'behaviour.json': JSON.stringify(behaviour) } : {}) } });
   const current = () => readlinkSync(path.join(w.root, 'current'));
-  const state = () => JSON.parse(readFileSync(path.join(w.root, '.cutover', 'state.json'), 'utf8')) as { bad: string[]; journal: unknown; previous: string | null };
+  const state = () =>
+    JSON.parse(readFileSync(path.join(w.root, '.cutover', 'state.json'), 'utf8')) as { bad: string[]; journal: unknown; previous: string | null };
 
   before(async () => {
     account = createAccount();
@@ -89,7 +92,8 @@ describe('services: ordered restarts, health gate, automatic rollback, daemon (r
     w = await World.create({ base: sd.workDir });
     // mkdtemp made the world dir 0700: the app's account must pass through it to reach its release.
     chmodSync(w.dir, 0o755);
-    w.runner = (args, env) => sd.exec(process.execPath, [...NODE_FLAGS, CLI, ...args], { env: { CUTOVER_PROG: 'demo', ...(env as Record<string, string>) }, timeoutMs: 120_000 });
+    w.runner = (args, env) =>
+      sd.exec(process.execPath, [...NODE_FLAGS, CLI, ...args], { env: { CUTOVER_PROG: 'demo', ...(env as Record<string, string>) }, timeoutMs: 120_000 });
     port = await freePort();
     w.writeConfig({
       top: `user = "${account}"
@@ -258,7 +262,10 @@ auto = "patch"
     assert.equal(current(), 'releases/v1.1.2', 'killed after switching');
     const r = await w.run(['status']);
     assert.equal(r.code, 0);
-    assert.match(r.stdout, /interrupted: update v1\.1\.0 -> v1\.1\.2 .*stopped at step \d+\/\d+ \((restart|gate)\); the next update, rollback or gc will undo it \(back to v1\.1\.0\)/);
+    assert.match(
+      r.stdout,
+      /interrupted: update v1\.1\.0 -> v1\.1\.2 .*stopped at step \d+\/\d+ \((restart|gate)\); the next update, rollback or gc will undo it \(back to v1\.1\.0\)/,
+    );
     const g = await w.run(['gc']);
     assert.equal(g.code, 0, g.stderr);
     assert.match(g.stderr, /an interrupted update to v1\.1\.2 \(pid \d+\) never finished; undoing it/);
@@ -278,8 +285,7 @@ auto = "patch"
         .replace('ReadWritePaths=/opt/demo', `ReadWritePaths=${w.root}`)
         .replace('WatchdogSec=60', 'WatchdogSec=3')
         .replace('RestartSec=30', 'RestartSec=1')
-        .replace('PrivateTmp=yes', 'PrivateTmp=no')
-;
+        .replace('PrivateTmp=yes', 'PrivateTmp=no');
 
     test('READY, STATUS and WATCHDOG through systemctl; applies a patch release, leaves a major one', async () => {
       await release('1.1.3');

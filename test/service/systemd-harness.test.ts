@@ -43,7 +43,10 @@ TimeoutStartSec=10
 `,
   );
   // Two restart loops: one whose runs fail, one whose runs exit cleanly.
-  for (const [name, exec] of [['crashloop', '/bin/false'], ['cleanloop', '/bin/true']]) {
+  for (const [name, exec] of [
+    ['crashloop', '/bin/false'],
+    ['cleanloop', '/bin/true'],
+  ]) {
     sd.writeUnit(
       `${name}.service`,
       `[Unit]
@@ -73,7 +76,10 @@ RestartSec=50ms
   assert.equal(second.ActiveState, 'active');
   assert.notEqual(second.MainPID, first.MainPID);
   // Host PIDs of the running unit, to check after stop() that nothing outlived the namespace.
-  const hostPids = readFileSync(path.join(sd.cgroup, 'system.slice', 'notify-smoke.service', 'cgroup.procs'), 'utf8').trim().split('\n').map(Number);
+  const hostPids = readFileSync(path.join(sd.cgroup, 'system.slice', 'notify-smoke.service', 'cgroup.procs'), 'utf8')
+    .trim()
+    .split('\n')
+    .map(Number);
   assert.ok(hostPids.length > 0 && hostPids.every(alive));
 
   if (sd.journald) {

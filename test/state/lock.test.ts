@@ -21,14 +21,21 @@ test('a second holder is refused with E_LOCKED naming the holder; release frees 
 test('a SIGKILLed holder leaves no stale lock', async () => {
   const file = path.join(mkdtempSync(path.join(tmpdir(), 'cutover-lock-')), 'lock');
   const lockModule = new URL('../../src/state/lock.ts', import.meta.url).pathname;
-  const child = spawn(process.execPath, [
-    '--disable-warning=ExperimentalWarning',
-    '--input-type=module',
-    '-e',
-    `const { acquireLock } = await import(${JSON.stringify(lockModule)}); acquireLock(${JSON.stringify(file)}, 'update'); console.log('held'); setInterval(() => {}, 1000);`,
-  ], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(
+    process.execPath,
+    [
+      '--disable-warning=ExperimentalWarning',
+      '--input-type=module',
+      '-e',
+      `const { acquireLock } = await import(${JSON.stringify(lockModule)}); acquireLock(${JSON.stringify(file)}, 'update'); console.log('held'); setInterval(() => {}, 1000);`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
-  assert.throws(() => acquireLock(file, 'update'), (e: unknown) => e instanceof CutoverError && e.code === 'E_LOCKED');
+  assert.throws(
+    () => acquireLock(file, 'update'),
+    (e: unknown) => e instanceof CutoverError && e.code === 'E_LOCKED',
+  );
   child.kill('SIGKILL');
   await new Promise((resolve) => child.once('close', resolve));
   acquireLock(file, 'update').release();

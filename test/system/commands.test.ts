@@ -21,7 +21,12 @@ test('system commands are looked up in the fixed system PATH, whatever PATH says
     process.env.PATH = saved;
     rmSync(dir, { recursive: true, force: true });
   }
-  assert.deepEqual(commandEnv({ NOTIFY_SOCKET: '/run/x', GONE: undefined }), { PATH: SYSTEM_PATH, LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', NOTIFY_SOCKET: '/run/x' });
+  assert.deepEqual(commandEnv({ NOTIFY_SOCKET: '/run/x', GONE: undefined }), {
+    PATH: SYSTEM_PATH,
+    LANG: 'C.UTF-8',
+    LC_ALL: 'C.UTF-8',
+    NOTIFY_SOCKET: '/run/x',
+  });
 });
 
 test('scrubEnvironment: under euid 0 every listed variable goes and PATH is pinned; otherwise nothing changes', () => {

@@ -50,7 +50,6 @@ async function fixtureBundle(name: string): Promise<unknown> {
   return JSON.parse(await readFile(path.join(FIXTURES, name, 'bundle.sigstore.json'), 'utf8'));
 }
 
-
 for (const [name, signedAt, tlogIndex] of [
   ['happy-path-v0.2', '2023-07-12T15:56:36.000Z', '27246492'],
   ['happy-path-v0.3', '2024-03-19T17:26:26.000Z', '79571823'],
@@ -67,9 +66,7 @@ for (const [name, signedAt, tlogIndex] of [
 
   test(`${name}: another digest, a prefix identity and another issuer are all rejected`, async () => {
     const bundle = await fixtureBundle(name);
-    rejects('E_DIGEST_MISMATCH', () =>
-      verifyArtifact({ digest: sha256(Buffer.from('not a.txt')), bundle, trust, policy: POLICY }),
-    );
+    rejects('E_DIGEST_MISMATCH', () => verifyArtifact({ digest: sha256(Buffer.from('not a.txt')), bundle, trust, policy: POLICY }));
     // @sigstore/verify alone would accept this one (it matches SANs as a pattern).
     rejects('E_SIG_IDENTITY', () =>
       verifyArtifact({
@@ -79,9 +76,7 @@ for (const [name, signedAt, tlogIndex] of [
         policy: { ...POLICY, identity: 'https://github.com/sigstore-conformance/' },
       }),
     );
-    rejects('E_SIG_ISSUER', () =>
-      verifyArtifact({ digest: aTxtDigest, bundle, trust, policy: { ...POLICY, issuer: 'https://accounts.google.com' } }),
-    );
+    rejects('E_SIG_ISSUER', () => verifyArtifact({ digest: aTxtDigest, bundle, trust, policy: { ...POLICY, issuer: 'https://accounts.google.com' } }));
   });
 }
 
@@ -100,9 +95,7 @@ test('happy-path-intoto-in-dsse-v3: in-toto statement naming a.txt verifies', as
 
 test('happy-path-intoto-in-dsse-v3: a digest the statement does not name is E_DIGEST_MISMATCH', async () => {
   const bundle = await fixtureBundle('happy-path-intoto-in-dsse-v3');
-  rejects('E_DIGEST_MISMATCH', () =>
-    verifyArtifact({ digest: sha256(Buffer.from('not a.txt')), bundle, trust, policy: POLICY }),
-  );
+  rejects('E_DIGEST_MISMATCH', () => verifyArtifact({ digest: sha256(Buffer.from('not a.txt')), bundle, trust, policy: POLICY }));
 });
 
 test('happy-path-intoto-in-dsse-v3: a tampered DSSE payload is rejected', async () => {
@@ -111,20 +104,14 @@ test('happy-path-intoto-in-dsse-v3: a tampered DSSE payload is rejected', async 
   statement.subject[0].digest.sha256 = sha256(Buffer.from('evil')).toString('hex');
   bundle.dsseEnvelope.payload = Buffer.from(JSON.stringify(statement)).toString('base64');
   // The tlog entry records the original payload hash, so this fails before the signature check.
-  rejects('E_SIG_UNTRUSTED', () =>
-    verifyArtifact({ digest: sha256(Buffer.from('evil')), bundle, trust, policy: POLICY }),
-  );
+  rejects('E_SIG_UNTRUSTED', () => verifyArtifact({ digest: sha256(Buffer.from('evil')), bundle, trust, policy: POLICY }));
 });
 
 test('intoto-expired-certificate_fail: certificate outside the CA validity window is E_SIG_UNTRUSTED', async () => {
   const dir = path.join(FIXTURES, 'intoto-expired-certificate_fail');
-  const ownTrust = (
-    await loadTrustMaterial({ trustedRootPath: path.join(dir, 'trusted_root.json'), tufCachePath: '/nonexistent' })
-  ).material;
+  const ownTrust = (await loadTrustMaterial({ trustedRootPath: path.join(dir, 'trusted_root.json'), tufCachePath: '/nonexistent' })).material;
   const digest = sha256(await readFile(path.join(dir, 'artifact')));
   const bundle = await fixtureBundle('intoto-expired-certificate_fail');
-  const e = rejects('E_SIG_UNTRUSTED', () =>
-    verifyArtifact({ digest, bundle, trust: ownTrust, policy: POLICY }),
-  );
+  const e = rejects('E_SIG_UNTRUSTED', () => verifyArtifact({ digest, bundle, trust: ownTrust, policy: POLICY }));
   assert.equal((e.cause as { code?: unknown }).code, 'CERTIFICATE_ERROR');
 });

@@ -44,10 +44,7 @@ async function trustRootError(run: () => Promise<unknown>): Promise<CutoverError
 /** Seed a TUF cache for `mirror` with the public-good TUF root, so TUF gets as far as the network. */
 async function seedTufCache(cachePath: string, mirror: string): Promise<void> {
   const require = createRequire(import.meta.url);
-  const seeds = JSON.parse(await readFile(require.resolve('@sigstore/tuf/seeds.json'), 'utf8')) as Record<
-    string,
-    { 'root.json': string }
-  >;
+  const seeds = JSON.parse(await readFile(require.resolve('@sigstore/tuf/seeds.json'), 'utf8')) as Record<string, { 'root.json': string }>;
   const seed = seeds['https://tuf-repo-cdn.sigstore.dev'];
   assert.ok(seed);
   const url = new URL(mirror);
@@ -58,7 +55,9 @@ async function seedTufCache(cachePath: string, mirror: string): Promise<void> {
 
 /** The loaded material really is the public-good root: it verifies a public-good bundle. */
 async function verifiesPublicGood(material: Awaited<ReturnType<typeof loadTrustMaterial>>['material']) {
-  const digest = createHash('sha256').update(await readFile(path.join(FIXTURES, 'a.txt'))).digest();
+  const digest = createHash('sha256')
+    .update(await readFile(path.join(FIXTURES, 'a.txt')))
+    .digest();
   const bundle = JSON.parse(await readFile(path.join(FIXTURES, 'happy-path-v0.3', 'bundle.sigstore.json'), 'utf8'));
   const result = verifyArtifact({
     digest,
@@ -80,9 +79,7 @@ test('an explicit trusted_root.json is read and used as is', async () => {
 
 test('an unreadable or invalid trusted root is E_SIG_TRUST_ROOT', async () => {
   const tufCachePath = path.join(dir, 'unused');
-  const missing = await trustRootError(() =>
-    loadTrustMaterial({ trustedRootPath: path.join(dir, 'nope.json'), tufCachePath }),
-  );
+  const missing = await trustRootError(() => loadTrustMaterial({ trustedRootPath: path.join(dir, 'nope.json'), tufCachePath }));
   assert.ok(missing.message.includes('nope.json'));
 
   const notJson = path.join(dir, 'not-json.json');
@@ -142,9 +139,7 @@ test('without the offline fallback, an unreachable TUF mirror is E_SIG_TRUST_ROO
   const tufCachePath = path.join(dir, 'tuf-strict');
   const mirror = 'http://127.0.0.1:1';
   await seedTufCache(tufCachePath, mirror);
-  await trustRootError(() =>
-    loadTrustMaterial({ tufCachePath, tufMirrorURL: mirror, deadlineMs: 2000, offlineFallback: false }),
-  );
+  await trustRootError(() => loadTrustMaterial({ tufCachePath, tufMirrorURL: mirror, deadlineMs: 2000, offlineFallback: false }));
 });
 
 test("the caller's abort is not turned into a fallback", async () => {
@@ -167,7 +162,11 @@ test('a key or authority without validFor.start is refused, not read as valid si
     ['CA start', (r) => delete r.certificateAuthorities[0].validFor.start, /certificateAuthorities\[0\] .*has no valid validFor\.start/],
     ['TSA start', (r) => delete r.timestampAuthorities[0].validFor.start, /timestampAuthorities\[0\] .*has no valid validFor\.start/],
     ['garbage start', (r) => (r.tlogs[0].publicKey.validFor.start = 'yesterday'), /tlogs\[0\] .*has no valid validFor\.start/],
-    ['end before start', (r) => (r.certificateAuthorities[0].validFor.end = '2000-01-01T00:00:00Z'), /certificateAuthorities\[0\] .*validFor\.end that is invalid or before its start/],
+    [
+      'end before start',
+      (r) => (r.certificateAuthorities[0].validFor.end = '2000-01-01T00:00:00Z'),
+      /certificateAuthorities\[0\] .*validFor\.end that is invalid or before its start/,
+    ],
   ];
   for (const [name, mutate, message] of cases) {
     const root = structuredClone(pristine);

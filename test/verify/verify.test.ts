@@ -49,7 +49,6 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-
 /** The @sigstore/verify error code behind a CutoverError. */
 function libraryCode(e: CutoverError): unknown {
   return (e.cause as { code?: unknown } | undefined)?.code;
@@ -191,17 +190,13 @@ test('a tlog entry whose promise does not verify is E_SIG_UNTRUSTED', () => {
 
 test('a bundle without any timestamp is E_SIG_UNTRUSTED when a timestamp is required', async () => {
   const bare = await sigstore.sign(artifactPath, { ...SIGNER, tlog: false, timestamp: false });
-  rejects('E_SIG_UNTRUSTED', () =>
-    verifyArtifact({ digest, bundle: bare, trust, policy: { ...POLICY, requireTlog: false } }),
-  );
+  rejects('E_SIG_UNTRUSTED', () => verifyArtifact({ digest, bundle: bare, trust, policy: { ...POLICY, requireTlog: false } }));
   // Dropping the TSA token from a TSA-only bundle has the same effect.
   const tsaOnly = (await sigstore.sign(artifactPath, { ...SIGNER, tlog: false })) as {
     verificationMaterial: { timestampVerificationData?: unknown };
   };
   delete tsaOnly.verificationMaterial.timestampVerificationData;
-  rejects('E_SIG_UNTRUSTED', () =>
-    verifyArtifact({ digest, bundle: tsaOnly, trust, policy: { ...POLICY, requireTlog: false } }),
-  );
+  rejects('E_SIG_UNTRUSTED', () => verifyArtifact({ digest, bundle: tsaOnly, trust, policy: { ...POLICY, requireTlog: false } }));
 });
 
 test('a timestamp from an untrusted TSA is E_SIG_UNTRUSTED', async () => {
@@ -210,9 +205,7 @@ test('a timestamp from an untrusted TSA is E_SIG_UNTRUSTED', async () => {
   };
   const ours = (await sigstore.sign(artifactPath, { ...SIGNER, tlog: false })) as typeof foreign;
   ours.verificationMaterial.timestampVerificationData = foreign.verificationMaterial.timestampVerificationData;
-  const e = rejects('E_SIG_UNTRUSTED', () =>
-    verifyArtifact({ digest, bundle: ours, trust, policy: { ...POLICY, requireTlog: false } }),
-  );
+  const e = rejects('E_SIG_UNTRUSTED', () => verifyArtifact({ digest, bundle: ours, trust, policy: { ...POLICY, requireTlog: false } }));
   assert.equal(libraryCode(e), 'TIMESTAMP_ERROR');
 });
 
