@@ -29,6 +29,19 @@ export interface Executed {
 
 const never = new AbortController().signal;
 
+function newJournal(base: EngineContext, operation: Operation, status: 'pending' | 'planned'): Journal {
+  return {
+    op: operation.op,
+    from: operation.from,
+    to: operation.to,
+    startedAt: new Date(base.services.clock.now()).toISOString(),
+    pid: process.pid,
+    recovery: operation.recovery,
+    commitAt: operation.commitAt,
+    steps: operation.steps.map((step) => ({ step, status })),
+  };
+}
+
 function newScratch(): Scratch {
   return { baseline: new Map(), pruned: [] };
 }
@@ -39,16 +52,7 @@ function newScratch(): Scratch {
  * an undo fails too, saying where the machine stands.
  */
 export async function execute(base: EngineContext, operation: Operation): Promise<Executed> {
-  const journal: Journal = {
-    op: operation.op,
-    from: operation.from,
-    to: operation.to,
-    startedAt: new Date(base.services.clock.now()).toISOString(),
-    pid: process.pid,
-    recovery: operation.recovery,
-    commitAt: operation.commitAt,
-    steps: operation.steps.map((step) => ({ step, status: 'pending' })),
-  };
+  const journal = newJournal(base, operation, 'pending');
   const ctx: StepContext = { ...base, journal, scratch: newScratch() };
   const started = base.services.clock.now();
   try {
@@ -71,16 +75,7 @@ export async function execute(base: EngineContext, operation: Operation): Promis
  * planned. Nothing is journaled: the state file is not touched.
  */
 export async function executeDryRun(base: EngineContext, operation: Operation): Promise<Executed> {
-  const journal: Journal = {
-    op: operation.op,
-    from: operation.from,
-    to: operation.to,
-    startedAt: new Date(base.services.clock.now()).toISOString(),
-    pid: process.pid,
-    recovery: operation.recovery,
-    commitAt: operation.commitAt,
-    steps: operation.steps.map((step) => ({ step, status: 'planned' })),
-  };
+  const journal = newJournal(base, operation, 'planned');
   const ctx: StepContext = { ...base, journal, scratch: newScratch() };
   for (const rec of journal.steps) {
     if (!READ_ONLY.has(rec.step.kind)) continue;

@@ -12,7 +12,10 @@ import { checkTrustedDir, checkTrustedFile } from '../layout/trusted-path.ts';
 import type { Reporter } from '../report.ts';
 
 /** The config file a root process obeys must be root's alone, as must the directories above it. */
-export function guardConfig(config: Config): void {
+/** What the guards read of the config: the file itself, what it trusts, and the app's account. */
+type GuardedConfig = Pick<Config, 'file' | 'trust' | 'source' | 'user'>;
+
+export function guardConfig(config: GuardedConfig): void {
   checkTrustedFile(path.resolve(config.file), { what: 'config file' });
   // What the config points at decides what is trusted: a pinned Sigstore root, an extra CA.
   if (config.trust.trustedRoot) checkTrustedFile(config.trust.trustedRoot, { what: 'trust.trusted_root' });
@@ -24,7 +27,7 @@ export function guardConfig(config: Config): void {
  * `create`, make what is missing first: root, releases/ and .cutover/ 0755 root, runtime/ once,
  * owned by `user`. runtime/ itself is the operator's and is never checked or changed.
  */
-export function guardInstallRoot(config: Config, layout: Layout, reporter: Reporter, opts: { create: boolean }): void {
+export function guardInstallRoot(config: GuardedConfig, layout: Layout, reporter: Reporter, opts: { create: boolean }): void {
   guardConfig(config);
   checkTrustedDir(layout.root, { what: 'install root', allowMissing: true });
   if (opts.create) createLayout(config, layout, reporter);
@@ -55,7 +58,7 @@ function lstatOrNull(p: string): Stats | undefined {
   }
 }
 
-function createLayout(config: Config, layout: Layout, reporter: Reporter): void {
+function createLayout(config: GuardedConfig, layout: Layout, reporter: Reporter): void {
   try {
     mkdirSync(layout.root, { recursive: true, mode: 0o755 });
     mkdirSync(layout.releases, { recursive: true, mode: 0o755 });
@@ -67,7 +70,7 @@ function createLayout(config: Config, layout: Layout, reporter: Reporter): void 
 }
 
 /** runtime/ is created once, owned by the app's user and its primary group, mode 0750; then it is the operator's. */
-function ensureRuntime(config: Config, layout: Layout, reporter: Reporter): void {
+function ensureRuntime(config: GuardedConfig, layout: Layout, reporter: Reporter): void {
   const user = config.user;
   const st = lstatOrNull(layout.runtime);
   if (!st) {

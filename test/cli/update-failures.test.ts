@@ -194,63 +194,16 @@ describe('hostile input changes nothing', () => {
   });
 
   describe('archives (exit 5), signed and delivered intact', () => {
+    const manifest = { path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' };
     const hostile: Array<[string, Parameters<typeof makeTarGz>[0]]> = [
-      [
-        'a path with ..',
-        [
-          { path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' },
-          { path: '../escaped', body: 'x' },
-        ],
-      ],
-      [
-        'an absolute path',
-        [
-          { path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' },
-          { path: '/etc/cutover-evil', body: 'x' },
-        ],
-      ],
-      [
-        'a symlink pointing outside',
-        [
-          { path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' },
-          { path: 'link', type: 'symlink', linkpath: '../../..' },
-        ],
-      ],
-      [
-        'a hardlink',
-        [
-          { path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' },
-          { path: 'hl', type: 'hardlink', linkpath: 'release.json' },
-        ],
-      ],
-      [
-        'a device file',
-        [
-          { path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' },
-          { path: 'dev', type: 'chardev' },
-        ],
-      ],
-      [
-        'a FIFO',
-        [
-          { path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' },
-          { path: 'fifo', type: 'fifo' },
-        ],
-      ],
-      [
-        'a setuid file',
-        [
-          { path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' },
-          { path: 'suid', body: 'x', mode: 0o4755 },
-        ],
-      ],
-      [
-        'a world-writable file',
-        [
-          { path: 'release.json', body: '{"name":"demo","version":"1.3.0"}' },
-          { path: 'ww', body: 'x', mode: 0o666 },
-        ],
-      ],
+      ['a path with ..', [manifest, { path: '../escaped', body: 'x' }]],
+      ['an absolute path', [manifest, { path: '/etc/cutover-evil', body: 'x' }]],
+      ['a symlink pointing outside', [manifest, { path: 'link', type: 'symlink', linkpath: '../../..' }]],
+      ['a hardlink', [manifest, { path: 'hl', type: 'hardlink', linkpath: 'release.json' }]],
+      ['a device file', [manifest, { path: 'dev', type: 'chardev' }]],
+      ['a FIFO', [manifest, { path: 'fifo', type: 'fifo' }]],
+      ['a setuid file', [manifest, { path: 'suid', body: 'x', mode: 0o4755 }]],
+      ['a world-writable file', [manifest, { path: 'ww', body: 'x', mode: 0o666 }]],
       ['foreign ownership', [{ path: 'release.json', body: '{"name":"demo","version":"1.3.0"}', uid: 1001 }]],
     ];
     for (const [name, entries] of hostile) {

@@ -7,21 +7,14 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import { loadConfig, type Config } from '../../src/config/config.ts';
+import type { Config } from '../../src/config/config.ts';
 import { runRollback } from '../../src/engine/rollback.ts';
 import { runUpdate } from '../../src/engine/update.ts';
 import { CutoverError } from '../../src/errors.ts';
 import { readHistory } from '../../src/state/state.ts';
 import { layoutOf } from '../../src/layout/paths.ts';
-import { fakeServices, type FakeServices } from '../helpers/engine-fakes.ts';
-import { World } from '../helpers/world.ts';
-
-const UNITS = `[service]
-units = ["a.service", "b.service"]
-
-[health]
-url = "http://127.0.0.1:9/health"
-`;
+import { engineWorld, fakeServices, type FakeServices } from '../helpers/engine-fakes.ts';
+import type { World } from '../helpers/world.ts';
 
 function rejectsWith(code: string, exit: number) {
   return (e: unknown): boolean => {
@@ -51,10 +44,7 @@ describe('executor: steps with undo, over the journal (in-process, fake services
   const update = (version: string, signal = new AbortController().signal) => runUpdate(config, s, { version, dryRun: false, allowDowngrade: true, signal });
 
   before(async () => {
-    w = await World.create();
-    w.writeConfig({ top: UNITS, keep: 5 });
-    base = await loadConfig(w.configFile);
-    for (const v of ['1.0.0', '2.0.0', '3.0.0']) await w.publish(v);
+    ({ w, config: base } = await engineWorld());
   });
   after(async () => {
     await w.close();

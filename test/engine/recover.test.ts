@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { loadConfig, type Config } from '../../src/config/config.ts';
+import type { Config } from '../../src/config/config.ts';
 import { recover } from '../../src/engine/recover.ts';
 import { runRollback } from '../../src/engine/rollback.ts';
 import { getStatus } from '../../src/engine/status.ts';
@@ -18,15 +18,8 @@ import { layoutOf } from '../../src/layout/paths.ts';
 import { removeRelease } from '../../src/layout/releases.ts';
 import { switchCurrent } from '../../src/layout/swap.ts';
 import { readHistory, readState, writeState, type Journal } from '../../src/state/state.ts';
-import { fakeServices, type FakeServices } from '../helpers/engine-fakes.ts';
-import { World } from '../helpers/world.ts';
-
-const UNITS = `[service]
-units = ["a.service", "b.service"]
-
-[health]
-url = "http://127.0.0.1:9/health"
-`;
+import { engineWorld, fakeServices, type FakeServices } from '../helpers/engine-fakes.ts';
+import type { World } from '../helpers/world.ts';
 
 describe('recovery from each journal position (in-process, fake services)', () => {
   let w: World;
@@ -37,10 +30,7 @@ describe('recovery from each journal position (in-process, fake services)', () =
   const never = new AbortController().signal;
 
   before(async () => {
-    w = await World.create();
-    w.writeConfig({ top: UNITS, keep: 5 });
-    base = await loadConfig(w.configFile);
-    for (const v of ['1.0.0', '2.0.0', '3.0.0']) await w.publish(v);
+    ({ w, config: base } = await engineWorld());
   });
   after(async () => {
     await w.close();

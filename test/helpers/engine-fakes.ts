@@ -8,7 +8,9 @@ import path from 'node:path';
 import type { Clock, Services } from '../../src/engine/services.ts';
 import { HttpClient } from '../../src/download/http.ts';
 import type { GateResult, HealthChecker, ProbeResult } from '../../src/health/probe.ts';
+import { loadConfig, type Config } from '../../src/config/config.ts';
 import { RecordingReporter } from '../../src/report.ts';
+import { World } from './world.ts';
 import type { RestartOutcome, ServiceManager, UnitState } from '../../src/service/systemd.ts';
 
 /** The version `current` points at right now, as a unit would run it. */
@@ -101,4 +103,24 @@ export function fakeServices(root: string, caFile: string): FakeServices {
     health: new FakeHealth(root),
     clock: new FakeClock(),
   };
+}
+
+/**
+ * A World (real HTTPS server, real bundles) serving v1.0.0, v2.0.0 and v3.0.0, and its config
+ * with two units and a [health] section (answered by FakeHealth, never by that URL).
+ */
+export async function engineWorld(): Promise<{ w: World; config: Config }> {
+  const w = await World.create();
+  w.writeConfig({
+    keep: 5,
+    top: `[service]
+units = ["a.service", "b.service"]
+
+[health]
+url = "http://127.0.0.1:9/health"
+`,
+  });
+  const config = await loadConfig(w.configFile);
+  for (const v of ['1.0.0', '2.0.0', '3.0.0']) await w.publish(v);
+  return { w, config };
 }

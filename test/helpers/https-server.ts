@@ -200,8 +200,13 @@ async function pace(source: Buffer | AsyncIterable<Buffer>, res: ServerResponse,
       sent += chunk.length;
       if (!res.write(chunk)) {
         await new Promise<void>((r) => {
-          res.once('drain', r);
-          res.once('close', r);
+          const done = (): void => {
+            res.off('drain', done);
+            res.off('close', done);
+            r();
+          };
+          res.on('drain', done);
+          res.on('close', done);
         });
       }
     }
