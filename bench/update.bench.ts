@@ -516,7 +516,8 @@ async function main(): Promise<void> {
       const name = `nm@${Math.round(opts.linkRate / 1e6)}MB/s`;
       const artifact = `demo/demo-${nm.version}.tar.gz`;
       w.server.faults.set(artifact, { kind: 'rate', bytesPerSecond: opts.linkRate });
-      const linkContestants = contestants.filter((c) => c.id !== 'cutover-dist' || !contestants.some((x) => x.id === 'cutover'));
+      // What ships (the launcher and dist/) when it was built, else the TypeScript sources.
+      const linkContestants = contestants.filter((c) => c.id !== 'cutover' || !contestants.some((x) => x.id === 'cutover-dist'));
       log(`${name}: ${opts.linkRounds} rounds of ${linkContestants.map((c) => c.id).join(', ')}`);
       try {
         const got = await runRounds(nm, urls.get('nm') as string, linkContestants, opts.linkRounds, { name, rate: opts.linkRate });
