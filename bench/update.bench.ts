@@ -28,7 +28,7 @@
  * Env: BENCH_ROUNDS, BENCH_BIG_ROUNDS. Results: .bench-work/results.json.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -342,6 +342,13 @@ async function rssFloor(cmd: string, entry: string[], config: string, id: string
   return median(xs);
 }
 
+/** The V8 flags bin/cutover passes to Node for dist/ (e.g. --max-semi-space-size=1 --no-turbofan). */
+function launcherFlags(srcDir: string): string[] {
+  const text = readFileSync(path.join(srcDir, 'bin', 'cutover'), 'utf8');
+  const m = /exec "\$node" (.*?) "\$base\/dist\/cli\/run\.js"/.exec(text);
+  return m?.[1]?.split(/\s+/).filter(Boolean) ?? [];
+}
+
 async function profileRun(fx: Fixture, entry: string[], config: string, root: string): Promise<string> {
   const dir = path.join(WORK, 'prof', fx.name);
   rmSync(dir, { recursive: true, force: true });
@@ -543,7 +550,9 @@ async function main(): Promise<void> {
     const profiles: string[] = [];
     if (opts.profile) {
       const { config, root } = writeConfig(w, caFile, 'profile');
-      for (const fx of fixtures) profiles.push(await profileRun(fx, tsEntry, config, root));
+      // What ships, with the launcher's own V8 flags (--cpu-prof cannot pass through the launcher).
+      const entry = distEntry ? [...launcherFlags(source.dir), path.join(DIST, 'cli', 'run.js')] : tsEntry;
+      for (const fx of fixtures) profiles.push(await profileRun(fx, entry, config, root));
     }
 
     const report = render(summaries, samples, floors);
