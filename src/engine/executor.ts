@@ -197,6 +197,8 @@ async function history(ctx: StepContext, rec: Pick<HistoryRecord, 'result'> & Pa
 
 /** What the next command does with an interrupted operation: undo it, or complete it. */
 export function recoveryVerdict(journal: Journal): 'undo' | 'complete' {
+  // A failure was already being undone when the process died: finish the undo, whatever the mode.
+  if (journal.steps.some((r) => r.status === 'failed' || r.status === 'undone')) return 'undo';
   if (journal.recovery === 'resume') return 'complete';
   const committed = journal.steps.slice(0, journal.commitAt + 1).every((r) => r.status === 'done');
   return committed ? 'complete' : 'undo';
@@ -227,7 +229,10 @@ export async function recoverJournal(base: EngineContext, journal: Journal): Pro
     try {
       await runFrom(ctx, 0);
     } catch (e) {
-      if (e instanceof CutoverError && e.code === 'E_ROLLBACK_FAILED') throw e;
+      if (e instanceof CutoverError && e.code === 'E_ROLLBACK_FAILED') {
+        await recoveryHistory(ctx, 'undone', started, e.message);
+        throw e;
+      }
       base.services.reporter.warn(`completing it failed and was undone: ${(e as Error).message}`);
       await recoveryHistory(ctx, 'undone', started, (e as Error).message);
       return 'undone';
@@ -238,7 +243,10 @@ export async function recoverJournal(base: EngineContext, journal: Journal): Pro
   base.services.reporter.warn(`${what} never finished; undoing it`);
   const last = interruptedAt(journal)?.index ?? -1;
   const result = await undoFrom(ctx, last, new CutoverError('E_INTERRUPTED', `${what} was interrupted`));
-  if (result instanceof CutoverError && result.code === 'E_ROLLBACK_FAILED') throw result;
+  if (result instanceof CutoverError && result.code === 'E_ROLLBACK_FAILED') {
+    await recoveryHistory(ctx, 'undone', started, result.message);
+    throw result;
+  }
   const message = (result as Error).message;
   base.services.reporter.warn(message.replace(/^.*? was interrupted(; )?/, '') || 'nothing had changed yet');
   await recoveryHistory(ctx, 'undone', started, message);

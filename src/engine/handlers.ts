@@ -375,9 +375,10 @@ const install: Handler<Extract<Step, { kind: 'install' }>> = {
   },
   async undo(step, ctx) {
     // The planner installs only a version that was not installed: removing it restores the tree.
-    if (await isInstalled(ctx.layout, step.version)) await removeRelease(ctx.layout, step.version);
+    const there = await isInstalled(ctx.layout, step.version);
+    if (there) await removeRelease(ctx.layout, step.version);
     delete ctx.state.installed[step.version];
-    return `removed releases/v${step.version}`;
+    return there ? `removed releases/v${step.version}` : undefined;
   },
 };
 
@@ -447,9 +448,10 @@ const restart: Handler<Extract<Step, { kind: 'restart' }>> = {
     // quick update and rollback would otherwise look like a crash loop.
     await serviceManager.resetFailed(step.unit);
     const r = await serviceManager.restart(step.unit, restartTimeout(ctx));
+    // A signal may also have reached systemctl (same process group): it is an interruption, not a verdict.
+    if (ctx.signal.aborted) throw unhealthy(ctx, version, `interrupted by ${signalName(ctx.signal)}`, true);
     if (!r.ok) throw unhealthy(ctx, version, `${step.unit} ${r.reason}`, false);
     ctx.scratch.baseline.set(step.unit, r.state?.nRestarts ?? 0);
-    if (ctx.signal.aborted) throw unhealthy(ctx, version, `interrupted by ${signalName(ctx.signal)}`, true);
   },
 };
 

@@ -177,3 +177,23 @@ describe('recovery from each journal position (in-process, fake services)', () =
     await assert.rejects(getStatus(config), /E_LAYOUT|unknown state format 3/);
   });
 });
+
+test('a journal killed while it was being undone is undone, even a rollback (which otherwise resumes)', async () => {
+  const { recoveryVerdict } = await import('../../src/engine/executor.ts');
+  const journal: Journal = {
+    op: 'rollback',
+    from: '2.0.0',
+    to: '1.0.0',
+    startedAt: '2026-12-01T00:00:00.000Z',
+    pid: 1,
+    recovery: 'resume',
+    commitAt: 2,
+    steps: [
+      { step: { kind: 'switch', from: '2.0.0', to: '1.0.0', previous: null }, status: 'done' },
+      { step: { kind: 'restart', unit: 'a.service' }, status: 'done' },
+      { step: { kind: 'gate', version: '1.0.0' }, status: 'failed' },
+    ],
+  };
+  assert.equal(recoveryVerdict(journal), 'undo');
+  assert.equal(recoveryVerdict({ ...journal, steps: journal.steps.map((r) => ({ ...r, status: r.status === 'failed' ? 'running' : r.status })) }), 'complete');
+});
