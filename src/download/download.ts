@@ -125,8 +125,14 @@ export async function fetchJson(
   }
 }
 
-function sizeError(url: URL, what: string, expected: number): CutoverError {
+/** The artifact is not the size the index says. */
+export function sizeError(url: URL, what: string, expected: number): CutoverError {
   return new CutoverError('E_NET_SIZE', `download of ${url.href} is the wrong size: ${what}, the index says ${expected}`, {
     hint: 'the transfer was cut or the file was replaced; retry, and tell the vendor if it persists',
   });
+}
+
+/** The caller's signal, or `ms` from now, whichever comes first. */
+export function withDeadline(signal: AbortSignal, ms: number): AbortSignal {
+  return AbortSignal.any([signal, AbortSignal.timeout(ms)]);
 }

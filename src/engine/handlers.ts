@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { extractStream } from '../archive/extract.ts';
 import { formatDuration } from '../config/duration.ts';
-import { fetchJson } from '../download/download.ts';
+import { fetchJson, sizeError, withDeadline } from '../download/download.ts';
 import { CutoverError, fsError } from '../errors.ts';
 import type { GateResult } from '../health/probe.ts';
 import { fsyncDir, syncFilesystem } from '../layout/durable.ts';
@@ -77,10 +77,6 @@ export function journalHint(units: string[]): string {
 /** How long one unit may take to (re)start before cutover gives up on it. */
 function restartTimeout(ctx: StepContext): number {
   return Math.max(30_000, ctx.services.health?.timeoutMs ?? 90_000);
-}
-
-function withDeadline(signal: AbortSignal, ms: number): AbortSignal {
-  return AbortSignal.any([signal, AbortSignal.timeout(ms)]);
 }
 
 function signalName(signal: AbortSignal): string {
@@ -285,12 +281,6 @@ async function linkRuntime(dir: string): Promise<void> {
   const link = path.join(dir, 'runtime');
   await rm(link, { recursive: true, force: true });
   await symlink('../../runtime', link);
-}
-
-function sizeError(url: URL, what: string, expected: number): CutoverError {
-  return new CutoverError('E_NET_SIZE', `download of ${url.href} is the wrong size: ${what}, the index says ${expected}`, {
-    hint: 'the transfer was cut or the file was replaced; retry, and tell the vendor if it persists',
-  });
 }
 
 /**

@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Config } from '../config/config.ts';
-import { fetchJson } from '../download/download.ts';
+import { fetchJson, withDeadline } from '../download/download.ts';
 import { fsError } from '../errors.ts';
 import { layoutOf, releaseDir, type Layout } from '../layout/paths.ts';
 import { diskUsage, listInstalled } from '../layout/releases.ts';
@@ -58,8 +58,14 @@ const MAX_INDEX_BYTES = 8 << 20;
 
 export async function fetchIndex(config: Pick<Config, 'source'>, services: Pick<Services, 'http' | 'reporter'>, signal: AbortSignal): Promise<ReleaseIndex> {
   services.reporter.step(`Fetching release index ${config.source.index.href}`);
-  const deadline = AbortSignal.any([signal, AbortSignal.timeout(config.source.timeoutMs)]);
-  const json = await fetchJson(services.http, config.source.index, MAX_INDEX_BYTES, deadline, 'release index', 'E_INDEX_INVALID');
+  const json = await fetchJson(
+    services.http,
+    config.source.index,
+    MAX_INDEX_BYTES,
+    withDeadline(signal, config.source.timeoutMs),
+    'release index',
+    'E_INDEX_INVALID',
+  );
   const index = parseReleaseIndex(json, config.source.index);
   for (const s of index.skipped) services.reporter.warn(`${describeSkipped(s)}; tell the vendor`);
   return index;
