@@ -98,48 +98,116 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .option('--allow-downgrade', 'allow installing a version older than the current one')
     .option('--no-restart', 'switch the pointer only: no unit restarts, no health gate')
     .option('--force', 'update even if the current deployment fails its pre-flight health check')
-    .action(async (opts: { version?: string; dryRun?: boolean; allowDowngrade?: boolean; restart: boolean; force?: boolean }, cmd: Command) => {
-      const { config, services } = await context(cmd);
-      const { runUpdate } = await import('../engine/update.ts');
-      try {
-        const r = await runUpdate(config, services, {
-          version: opts.version,
-          dryRun: !!opts.dryRun,
-          allowDowngrade: !!opts.allowDowngrade,
-          noRestart: !opts.restart,
-          force: !!opts.force,
-          signal: controller.signal,
-        });
-        emit(r, () => {
-          if (!r.dryRun) return null;
-          const lines = [`Plan for ${r.app} under ${r.root} (dry run: nothing was changed)`];
-          lines.push(`  current:  ${r.from ? `v${r.from}` : '(none)'}`);
-          lines.push(`  target:   v${r.to}${r.downgrade ? ' (downgrade)' : ''}`);
-          lines.push(`  action:   ${describeAction(r.action)}`);
-          if (r.verified) lines.push(`  signed:   ${r.verified.identity} (${r.verified.issuer})`);
-          if (r.extracted) lines.push(`  contents: ${r.extracted.files} files, ${formatBytes(r.extracted.bytes)}`);
-          lines.push(`  prune:    ${r.pruned.length ? r.pruned.map((v) => `v${v}`).join(', ') : '(nothing)'}`);
-          lines.push(`  rollback: ${r.rollbackTarget ? `v${r.rollbackTarget}` : '(none)'}`);
-          if (r.steps.length) {
-            lines.push('  steps (done: run by this dry run; planned: what `update` would also do):');
-            r.steps.forEach((s, i) => lines.push(`    ${String(i + 1).padStart(2)}. ${stepLine(s as unknown as Step).padEnd(64)} ${String(s.outcome)}`));
-          }
-          return lines.join('\n');
-        });
-      } finally {
-        await services.http.close();
-      }
-    });
+    .option('--rehearse', 'with --dry-run: run the migration against a scratch copy of the database')
+    .action(
+      async (opts: { version?: string; dryRun?: boolean; allowDowngrade?: boolean; restart: boolean; force?: boolean; rehearse?: boolean }, cmd: Command) => {
+        if (opts.rehearse && !opts.dryRun)
+          throw new CutoverError('E_USAGE', '--rehearse only goes with --dry-run', { hint: 'run `update --dry-run --rehearse`' });
+        const { config, services } = await context(cmd);
+        const { runUpdate } = await import('../engine/update.ts');
+        try {
+          const r = await runUpdate(config, services, {
+            version: opts.version,
+            dryRun: !!opts.dryRun,
+            allowDowngrade: !!opts.allowDowngrade,
+            noRestart: !opts.restart,
+            force: !!opts.force,
+            rehearse: !!opts.rehearse,
+            signal: controller.signal,
+          });
+          emit(r, () => {
+            if (!r.dryRun) return null;
+            const lines = [`Plan for ${r.app} under ${r.root} (dry run: nothing was changed)`];
+            lines.push(`  current:  ${r.from ? `v${r.from}` : '(none)'}`);
+            lines.push(`  target:   v${r.to}${r.downgrade ? ' (downgrade)' : ''}`);
+            lines.push(`  action:   ${describeAction(r.action)}`);
+            if (r.verified) lines.push(`  signed:   ${r.verified.identity} (${r.verified.issuer})`);
+            if (r.extracted) lines.push(`  contents: ${r.extracted.files} files, ${formatBytes(r.extracted.bytes)}`);
+            lines.push(`  prune:    ${r.pruned.length ? r.pruned.map((v) => `v${v}`).join(', ') : '(nothing)'}`);
+            lines.push(`  rollback: ${r.rollbackTarget ? `v${r.rollbackTarget}` : '(none)'}`);
+            lines.push(`  schema:   ${r.schema ? `${r.schema.from ?? '(none)'} -> ${r.schema.to}` : 'no change'}`);
+            if (r.backup) lines.push(`  backup:   ${r.backup.file} (about ${formatBytes(r.backup.estimatedBytes)})`);
+            const stop = r.steps.find((s) => s.kind === 'stop');
+            if (stop) lines.push(`  stops:    ${(stop.units as string[]).join(', ')} (then starts them in order)`);
+            const mig = r.steps.find((s) => s.kind === 'migrate');
+            if (mig) lines.push(`  migrate:  ${(mig.argv as string[]).join(' ')}`);
+            if (r.pending) lines.push(`  pending:  ${r.pending.length ? r.pending.join('\n            ') : '(none listed)'}`);
+            if (r.rehearsed) lines.push(`  rehearsal: passed on a copy of the database`);
+            if (r.steps.length) {
+              lines.push('  steps (done: run by this dry run; planned: what `update` would also do):');
+              r.steps.forEach((s, i) => lines.push(`    ${String(i + 1).padStart(2)}. ${stepLine(s as unknown as Step).padEnd(64)} ${String(s.outcome)}`));
+            }
+            return lines.join('\n');
+          });
+        } finally {
+          await services.http.close();
+        }
+      },
+    );
 
   program
     .command('rollback')
     .description('switch back to the previous release, or to a retained one with --to')
     .addOption(new Option('--to <version>', 'a retained release, e.g. v1.3.2').argParser(versionFlag('--to', 'v1.3.2')))
     .option('--no-restart', 'switch the pointer only: no unit restarts, no health gate')
-    .action(async (opts: { to?: string; restart: boolean }, cmd: Command) => {
+    .option('--restore', 'also put back the database backup taken when that release was left (loses what was written since)')
+    .option('--ignore-schema', 'switch the code only, even onto a database schema the release was not built for')
+    .option('-y, --yes', 'do not ask before a restore (needed without a terminal)')
+    .action(async (opts: { to?: string; restart: boolean; restore?: boolean; ignoreSchema?: boolean; yes?: boolean }, cmd: Command) => {
+      if (opts.restore && opts.ignoreSchema) throw new CutoverError('E_USAGE', '--restore and --ignore-schema contradict each other', { hint: 'pick one' });
+      if (opts.restore) needConsent(!!opts.yes, 'rollback --restore');
       const { config, services } = await context(cmd);
+      if (opts.restore && !opts.yes)
+        await confirm(
+          config.app,
+          `This puts back the database as it was on ${opts.to ? `v${opts.to}` : 'the previous release'}: what was written since is lost.`,
+        );
       const { runRollback } = await import('../engine/rollback.ts');
-      const r = await runRollback(config, services, { to: opts.to, noRestart: !opts.restart });
+      const r = await runRollback(config, services, { to: opts.to, noRestart: !opts.restart, restore: !!opts.restore, ignoreSchema: !!opts.ignoreSchema });
+      emit(r, () => null);
+    });
+
+  program
+    .command('backups')
+    .description('the database backups cutover keeps')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const { listBackups } = await import('../engine/backup-ops.ts');
+      const rows = await listBackups(await configOf(cmd));
+      emit({ backups: rows }, () => {
+        if (!rows.length) return '(no backups)';
+        return rows
+          .map(
+            (b) =>
+              `${b.id.padEnd(30)} ${(b.version ? `v${b.version}` : '-').padEnd(10)} schema ${String(b.schema ?? '-').padEnd(4)} ${b.reason.padEnd(12)} ${formatBytes(b.bytes).padStart(10)}  ${b.file}${b.protects ? `  (protects v${b.protects})` : ''}`,
+          )
+          .join('\n');
+      });
+    });
+
+  program
+    .command('backup')
+    .description('back up the database now')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const { config, services } = await context(cmd);
+      const { runBackup } = await import('../engine/backup-ops.ts');
+      const r = await runBackup(config, services);
+      emit(r, () => `backup ${r.id} taken`);
+    });
+
+  program
+    .command('restore')
+    .description('put the database back from a backup (see `backups`); the current release stays')
+    .argument('<id>', 'a backup id from `backups`')
+    .option('--ignore-schema', 'restore a backup of another schema than the current release runs on')
+    .option('-y, --yes', 'do not ask first (needed without a terminal)')
+    .action(async (id: string, opts: { ignoreSchema?: boolean; yes?: boolean }, cmd: Command) => {
+      if (!/^[A-Za-z0-9._-]{1,128}$/.test(id))
+        throw new CutoverError('E_USAGE', `${JSON.stringify(id.slice(0, 60))} is not a backup id`, { hint: 'pick an id from `backups`' });
+      needConsent(!!opts.yes, 'restore');
+      const { config, services } = await context(cmd);
+      if (!opts.yes) await confirm(config.app, `This replaces the database with backup ${id}: what was written since is lost.`);
+      const { runRestore } = await import('../engine/backup-ops.ts');
+      const r = await runRestore(config, services, { id, ignoreSchema: !!opts.ignoreSchema });
       emit(r, () => null);
     });
 
@@ -157,6 +225,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           `previous:  ${s.previous ? `v${s.previous}` : '(none)'}`,
           `installed: ${s.installed.map((v) => `v${v}`).join(', ') || '(none)'}`,
           ...(s.bad.length ? [`bad:       ${s.bad.map((v) => `v${v}`).join(', ')}`] : []),
+          ...(s.database
+            ? [
+                `database:  schema ${s.database.schema} (brought there by v${s.database.version}, ${s.database.via}; rollback_safe_schema ${s.database.rollbackSafe})`,
+              ]
+            : []),
           ...(s.interrupted ? [`interrupted: ${describeInterrupted(s.interrupted)}`] : []),
           `last:      ${last ? `${last.at} ${last.op} ${last.from ? `v${last.from}` : '-'} -> ${last.to ? `v${last.to}` : '-'}: ${last.result}${last.code ? ` (${last.code})` : ''}` : '(none)'}`,
         ].join('\n');
@@ -286,6 +359,26 @@ function keepFlag(v: string): number {
     });
   }
   return n;
+}
+
+/** A restore loses data: without a terminal to ask on, only --yes lets it go ahead (checked before any I/O). */
+function needConsent(yes: boolean, what: string): void {
+  if (yes || process.stdin.isTTY) return;
+  throw new CutoverError('E_USAGE', `${what} replaces the database and needs confirmation, and stdin is not a terminal`, {
+    hint: 'pass --yes to confirm; nothing was changed',
+  });
+}
+
+/** Ask the operator to type the app's name. Anything else: E_USAGE, nothing changed. */
+async function confirm(app: string, what: string): Promise<void> {
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await rl.question(`${what}\nType the app's name (${app}) to go on: `);
+    if (answer.trim() !== app) throw new CutoverError('E_USAGE', 'not confirmed', { hint: 'nothing was changed' });
+  } finally {
+    rl.close();
+  }
 }
 
 /** Tables are ours line by line; only what a line holds may come from outside. */

@@ -45,6 +45,21 @@ export interface Config {
   };
   health: HealthConfig | undefined;
   daemon: DaemonConfig;
+  /** The app's database, which cutover backs up before a schema change; undefined: none. */
+  database: DatabaseConfig | undefined;
+  backup: BackupConfig;
+  migrate: { timeoutMs: number };
+}
+
+type DatabaseConfig = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string } | { kind: 'command'; backup: string[]; restore: string[] };
+
+interface BackupConfig {
+  /** Absolute; default ROOT/backups. */
+  dir: string;
+  /** Backups kept besides those that protect a retained release. */
+  keep: number;
+  /** schema: before every schema change; always: before every update; never. */
+  when: 'schema' | 'always' | 'never';
 }
 
 export interface HealthConfig {
@@ -80,6 +95,8 @@ interface DaemonConfig {
   intervalMs: number;
   auto: AutoPolicy;
   window: MaintenanceWindow | undefined;
+  /** manual: the daemon never installs a release that changes the database's schema. */
+  migrations: 'manual' | 'auto';
 }
 
 /** Program name → default config path: invoked as `app`, read /etc/app/cutover.toml. */
@@ -241,7 +258,52 @@ export function parseConfig(text: string, file = '<config>'): Config {
     window = parseWindow(windowText);
     if (!window) fail('daemon.window', 'must look like "Sun 02:00-04:00", "Mon-Fri 01:00-03:00" or "02:00-04:00"');
   }
+  const migrations = d.optionalString('migrations') ?? 'manual';
+  if (migrations !== 'manual' && migrations !== 'auto') fail('daemon.migrations', 'must be "manual" or "auto"');
   d.done();
+
+  const db = reader.table('database', { required: false });
+  const kind = db.optionalString('kind');
+  let database: DatabaseConfig | undefined;
+  if (kind === undefined && Object.keys((doc.database as Table | undefined) ?? {}).length) fail('database.kind', 'is required in [database]');
+  if (kind === 'sqlite') {
+    const file = db.string('path', { required: true });
+    database = { kind, path: path.resolve(root, file) };
+  } else if (kind === 'postgres') {
+    const url = db.string('url', { required: true });
+    if (!/^postgres(ql)?:\/\//.test(url)) fail('database.url', 'must be a libpq URL such as "postgresql:///demo?host=/run/postgresql"');
+    database = { kind, url };
+  } else if (kind === 'command') {
+    const argv = (k: string): string[] => {
+      const a = db.stringArray(k);
+      if (!a.length) fail(`database.${k}`, 'is required for kind = "command" (a command and its arguments, with {file})');
+      if (!path.isAbsolute(a[0]!)) fail(`database.${k}`, 'must start with an absolute path to the program');
+      if (!a.some((x) => x.includes('{file}'))) fail(`database.${k}`, 'must pass {file} (where the backup is) to the command');
+      return a;
+    };
+    database = { kind, backup: argv('backup'), restore: argv('restore') };
+  } else if (kind !== undefined) {
+    fail('database.kind', 'must be "sqlite", "postgres" or "command"');
+  }
+  if (kind !== 'sqlite' && db.optionalString('path') !== undefined) fail('database.path', 'is only for kind = "sqlite"');
+  if (kind !== 'postgres' && db.optionalString('url') !== undefined) fail('database.url', 'is only for kind = "postgres"');
+  if (kind !== 'command') {
+    if (db.stringArray('backup').length) fail('database.backup', 'is only for kind = "command"');
+    if (db.stringArray('restore').length) fail('database.restore', 'is only for kind = "command"');
+  }
+  db.done();
+
+  const bk = reader.table('backup', { required: false });
+  const backupDir = bk.optionalString('dir') ?? path.join(root, 'backups');
+  if (!path.isAbsolute(backupDir)) fail('backup.dir', 'must be an absolute path');
+  const backupKeep = bk.integer('keep', { default: 5, min: 0, max: 1000 });
+  const when = bk.optionalString('when') ?? 'schema';
+  if (when !== 'schema' && when !== 'always' && when !== 'never') fail('backup.when', 'must be "schema", "always" or "never"');
+  bk.done();
+
+  const mg = reader.table('migrate', { required: false });
+  const migrateTimeoutMs = mg.duration('timeout', '30m');
+  mg.done();
 
   reader.done();
   return {
@@ -255,7 +317,10 @@ export function parseConfig(text: string, file = '<config>'): Config {
     trust: { identity, issuer, trustedRoot, requireTlog, requireTimestamp },
     service: { units },
     health,
-    daemon: { intervalMs, auto: auto as AutoPolicy, window },
+    daemon: { intervalMs, auto: auto as AutoPolicy, window, migrations: migrations as 'manual' | 'auto' },
+    database,
+    backup: { dir: path.resolve(backupDir), keep: backupKeep, when: when as BackupConfig['when'] },
+    migrate: { timeoutMs: migrateTimeoutMs },
   };
 }
 

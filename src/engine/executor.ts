@@ -7,7 +7,9 @@
 import { CutoverError } from '../errors.ts';
 import { readCurrent } from '../layout/swap.ts';
 import { appendHistory, writeState, type HistoryRecord, type Journal } from '../state/state.ts';
-import { handlerFor, journalHint, type Scratch, type StepContext } from './handlers.ts';
+import { journalHint, type Scratch, type StepContext } from './handlers.ts';
+import { handlerFor } from './registry.ts';
+import { commitIndex } from './plan.ts';
 import { describeStep, READ_ONLY, type Step, type StepRecord } from './steps.ts';
 
 export interface Operation {
@@ -17,6 +19,11 @@ export interface Operation {
   steps: Step[];
   recovery: Journal['recovery'];
   commitAt: number;
+  /**
+   * Called after each step: steps to run instead of the ones after it, once a step has learned
+   * what the plan depends on (the signed release.json comes out of `stage`). Null: keep the plan.
+   */
+  replan?: (done: Step, ctx: StepContext) => Promise<Step[] | null>;
 }
 
 /** The context without the per-run parts the executor adds. */
@@ -56,7 +63,7 @@ export async function execute(base: EngineContext, operation: Operation): Promis
   const ctx: StepContext = { ...base, journal, scratch: newScratch() };
   const started = base.services.clock.now();
   try {
-    await runFrom(ctx, 0);
+    await runFrom(ctx, 0, operation);
   } catch (e) {
     await history(ctx, {
       result: 'failed',
@@ -91,8 +98,19 @@ export async function executeDryRun(base: EngineContext, operation: Operation): 
     }
     rec.status = 'done';
     rec.ms = base.services.clock.now() - t0;
+    await replanAfter(ctx, operation, rec, 'planned');
   }
   return { records: journal.steps, scratch: ctx.scratch };
+}
+
+/** Replace the steps after `rec` when the operation's replan says so (a refusal there undoes as a failure would). */
+async function replanAfter(ctx: StepContext, operation: Operation | undefined, rec: StepRecord, status: 'pending' | 'planned'): Promise<void> {
+  if (!operation?.replan) return;
+  const next = await operation.replan(rec.step, ctx);
+  if (!next) return;
+  const at = ctx.journal.steps.indexOf(rec);
+  ctx.journal.steps.splice(at + 1, ctx.journal.steps.length, ...next.map((step) => ({ step, status })));
+  ctx.journal.commitAt = commitIndex(ctx.journal.steps.map((r) => r.step));
 }
 
 async function persist(ctx: StepContext, journal: Journal | null): Promise<void> {
@@ -100,7 +118,7 @@ async function persist(ctx: StepContext, journal: Journal | null): Promise<void>
   await writeState(ctx.layout, ctx.state);
 }
 
-async function runFrom(ctx: StepContext, start: number): Promise<void> {
+async function runFrom(ctx: StepContext, start: number, operation?: Operation): Promise<void> {
   const { journal } = ctx;
   await persist(ctx, journal);
   for (let i = start; i < journal.steps.length; i++) {
@@ -112,6 +130,8 @@ async function runFrom(ctx: StepContext, start: number): Promise<void> {
     const t0 = ctx.services.clock.now();
     try {
       await handlerFor(rec.step).do(rec.step, ctx);
+      rec.ms = ctx.services.clock.now() - t0;
+      await replanAfter(ctx, operation, rec, 'pending');
     } catch (e) {
       rec.status = 'failed';
       rec.ms = ctx.services.clock.now() - t0;
@@ -120,7 +140,6 @@ async function runFrom(ctx: StepContext, start: number): Promise<void> {
       throw await undoFrom(ctx, i, e);
     }
     rec.status = 'done';
-    rec.ms = ctx.services.clock.now() - t0;
     await persist(ctx, journal);
   }
   // Done: a release that came up healthy is no longer bad.

@@ -19,6 +19,8 @@ export interface GcResult {
   op: 'gc';
   kept: string[];
   pruned: string[];
+  /** Backups removed (beyond `[backup] keep`). */
+  prunedBackups: string[];
 }
 
 export async function runGc(config: Config, services: Services, opts: { keep?: number | undefined }): Promise<GcResult> {
@@ -34,15 +36,22 @@ export async function runGc(config: Config, services: Services, opts: { keep?: n
   try {
     const { state } = await recover(config, services, layout);
     const installed = await listInstalled(layout);
-    const steps = planGc({ installed, current: await readCurrent(layout), previous: state.previous, keep });
+    const steps = planGc({
+      installed,
+      current: await readCurrent(layout),
+      previous: state.previous,
+      keep,
+      ...(config.database ? { backups: state.backups, backupKeep: config.backup.keep } : {}),
+    });
     if (!steps.length) {
       services.reporter.step('nothing to remove');
-      return { op: 'gc', kept: installed, pruned: [] };
+      return { op: 'gc', kept: installed, pruned: [], prunedBackups: [] };
     }
     const ctx = engineContext(config, services, layout, state, new AbortController().signal);
     const done = await execute(ctx, { op: 'gc', from: null, to: null, steps, recovery: 'resume', commitAt: 0 });
     const pruned = done.scratch.pruned;
-    return { op: 'gc', kept: installed.filter((v) => !pruned.includes(v)), pruned };
+    const prunedBackups = steps.flatMap((s) => (s.kind === 'prune-backups' ? s.ids.filter((id) => !state.backups.some((b) => b.id === id)) : []));
+    return { op: 'gc', kept: installed.filter((v) => !pruned.includes(v)), pruned, prunedBackups };
   } finally {
     lock.release();
   }

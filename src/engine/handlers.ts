@@ -18,7 +18,7 @@ import type { GateResult } from '../health/probe.ts';
 import { fsyncDir, syncFilesystem } from '../layout/durable.ts';
 import { releaseDir, type Layout } from '../layout/paths.ts';
 import { isInstalled, removeRelease } from '../layout/releases.ts';
-import { readCurrent, switchCurrent } from '../layout/swap.ts';
+import { readCurrent, removeCurrent, switchCurrent } from '../layout/swap.ts';
 import { emptyPrivateDir, ensurePrivateDir } from '../layout/trusted-path.ts';
 import { checkManifest, readReleaseManifest } from '../release/manifest.ts';
 import { formatBytes } from '../report.ts';
@@ -26,7 +26,8 @@ import type { Journal, State } from '../state/state.ts';
 import { loadTrustMaterial } from '../verify/trust.ts';
 import { verifyArtifact } from '../verify/verify.ts';
 import type { Services } from './services.ts';
-import type { Step, StepKind } from './steps.ts';
+import type { Step } from './steps.ts';
+import type { DatabaseDriver, RehearsalSupport, RunUser } from '../database/driver.ts';
 
 const MAX_BUNDLE_BYTES = 1 << 20;
 
@@ -35,12 +36,20 @@ export interface StepContext {
   app: string;
   layout: Layout;
   /** Dry run: staging and the TUF cache live in this private TMPDIR sandbox instead of .cutover/. */
-  sandbox: { staging: string; tufCache: string } | null;
+  sandbox: { dir: string; staging: string; tufCache: string } | null;
   source: { timeoutMs: number };
   trust: { trustedRoot: string | undefined; requireTlog: boolean; requireTimestamp: boolean };
   disk: { maxRatio: number };
   /** Every configured unit, for the journalctl hint. */
   units: string[];
+  /** The app's database, or null without [database]. */
+  database: (DatabaseDriver & Partial<RehearsalSupport>) | null;
+  backup: { dir: string; reserve: number };
+  /** The account migrations run as (config `user`). */
+  user: RunUser | undefined;
+  migrate: { timeoutMs: number };
+  /** Where a migration's output is shown live (stderr when it is a terminal). */
+  live: NodeJS.WritableStream | undefined;
   services: Services;
   state: State;
   signal: AbortSignal;
@@ -56,6 +65,9 @@ export interface Scratch {
   /** Restart counters right after our restarts: a rise during the gate is a crash loop. */
   baseline: Map<string, number>;
   pruned: string[];
+  pending?: string[];
+  rehearsed?: { ms: number };
+  restoredFrom?: string;
 }
 
 export interface Handler<S extends Step> {
@@ -64,22 +76,16 @@ export interface Handler<S extends Step> {
   undo?(step: S, ctx: StepContext): Promise<string | undefined>;
 }
 
-type Handlers = { [K in StepKind]: Handler<Extract<Step, { kind: K }>> };
-
-export function handlerFor<S extends Step>(step: S): Handler<S> {
-  return HANDLERS[step.kind] as unknown as Handler<S>;
-}
-
 export function journalHint(units: string[]): string {
   return `journalctl ${units.map((u) => `-u ${u}`).join(' ')} --since "-15min"`;
 }
 
 /** How long one unit may take to (re)start before cutover gives up on it. */
-function restartTimeout(ctx: StepContext): number {
+export function restartTimeout(ctx: StepContext): number {
   return Math.max(30_000, ctx.services.health?.timeoutMs ?? 90_000);
 }
 
-function signalName(signal: AbortSignal): string {
+export function signalName(signal: AbortSignal): string {
   const r = signal.reason as unknown;
   const name = r instanceof CutoverError ? r.details?.signal : undefined;
   return typeof name === 'string' ? name : 'a signal';
@@ -89,7 +95,7 @@ function signalName(signal: AbortSignal): string {
  * The release being activated is not healthy: E_UNHEALTHY, and (unless the operator interrupted
  * the wait) it is marked bad so that the daemon never installs it again by itself.
  */
-function unhealthy(ctx: StepContext, version: string, why: string, interrupted: boolean): CutoverError {
+export function unhealthy(ctx: StepContext, version: string, why: string, interrupted: boolean): CutoverError {
   if (!interrupted && !ctx.state.bad.includes(version)) ctx.state.bad.push(version);
   return new CutoverError('E_UNHEALTHY', `v${version} was unhealthy (${why})`, {
     hint: `${interrupted ? 'the' : `v${version} is marked bad and will not be installed automatically; its`} logs: \`${journalHint(ctx.units)}\``,
@@ -391,6 +397,12 @@ const switchStep: Handler<Extract<Step, { kind: 'switch' }>> = {
     const current = await readCurrent(ctx.layout);
     if (step.from === null) {
       if (current !== step.to) return undefined;
+      const ran = ctx.journal.steps.some((r) => (r.step.kind === 'restart' || r.step.kind === 'start') && r.status !== 'pending' && r.status !== 'undone');
+      if (!ran) {
+        // Nothing ran the new code: no `current`, as before the first install.
+        await removeCurrent(ctx.layout);
+        return 'removed current (there was none before)';
+      }
       throw new CutoverError('E_ROLLBACK_FAILED', `there is no previous release to return to; current stays on v${step.to}`, {
         details: { current: step.to },
       });
@@ -424,7 +436,7 @@ function notHealthyEither(version: string, why: string): CutoverError {
   });
 }
 
-function gateReason(gate: GateResult): string {
+export function gateReason(gate: GateResult): string {
   return `health check failed: ${gate.last?.reason ?? 'no answer'} (after ${gate.probes} probes in ${formatDuration(gate.ms)})`;
 }
 
@@ -501,7 +513,7 @@ const prune: Handler<Extract<Step, { kind: 'prune' }>> = {
   },
 };
 
-const HANDLERS: Handlers = {
+export const RELEASE_HANDLERS = {
   preflight,
   'fetch-bundle': fetchBundle,
   verify,

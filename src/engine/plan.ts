@@ -7,6 +7,9 @@ import semver from 'semver';
 import { CutoverError } from '../errors.ts';
 import type { Reserve } from '../config/size.ts';
 import type { ReleaseEntry } from '../release/release-index.ts';
+import { backupFor, pendingBackup, planBackupPrune } from '../database/retention.ts';
+import { runsOn, type DataContract } from '../release/manifest.ts';
+import type { BackupRecord } from '../state/state.ts';
 import { planSpace, type SpacePlan } from './disk.ts';
 import type { Step } from './steps.ts';
 
@@ -16,6 +19,36 @@ interface ActivationFacts {
   units: string[];
   /** A [health] section exists: gate after the restarts (and pre-flight before an update). */
   health: boolean;
+  /** --no-restart left configured units out. */
+  skipped?: boolean;
+}
+
+/** The database's schema as cutover knows it. */
+export interface SchemaLevel {
+  schema: number;
+  rollbackSafe: number;
+}
+
+/** What the planner needs to place the database steps. */
+export interface DataFacts {
+  /** The target's contract: the signed release.json once known, else what the index repeats. */
+  target: DataContract;
+  /** The database as recorded (else as the current release declares it); null: not known. */
+  db: SchemaLevel | null;
+  /** A [database] is configured, and whether it exists yet. */
+  configured: boolean;
+  exists: boolean;
+  when: 'schema' | 'always' | 'never';
+  /** Config `user`; migrations never run without one. */
+  user: string | null;
+  /** The id and file name a backup taken now would get. */
+  backup: { id: string; file: string };
+  backups: BackupRecord[];
+  backupKeep: number;
+  /** About how large a backup would be. */
+  estimate: number;
+  /** Dry run: list pending migrations; --rehearse: migrate a copy. */
+  dryRun?: { pending: boolean; rehearse: boolean };
 }
 
 export interface DiskFacts {
@@ -43,6 +76,8 @@ export interface UpdateFacts {
   force: boolean;
   /** Absent: space is not planned (the caller measures it later or not at all). */
   disk?: DiskFacts;
+  /** Absent: the database is not considered (no [database] and no schema anywhere). */
+  data?: DataFacts;
 }
 
 /** What an update will do, worked out before anything is touched. Pure data. */
@@ -62,6 +97,8 @@ export interface UpdatePlan {
   /** Releases removed before staging so that the new one fits. */
   pruneBefore: string[];
   space?: SpacePlan;
+  /** The schema change this update makes, if any. */
+  schema: { from: number | null; to: number } | null;
   steps: Step[];
 }
 
@@ -69,7 +106,7 @@ export function planUpdate(f: UpdateFacts): UpdatePlan {
   const { current, release } = f;
   const base = { app: f.app, root: f.root, from: current, to: release.version, release, pruneBefore: [] as string[] };
   if (current === release.version) {
-    return { ...base, action: 'noop', downgrade: false, prune: [], rollbackTarget: f.previous, steps: [] };
+    return { ...base, action: 'noop', downgrade: false, prune: [], rollbackTarget: f.previous, schema: null, steps: [] };
   }
   const downgrade = current !== null && semver.valid(current) !== null && semver.lt(release.version, current);
   if (downgrade && !f.allowDowngrade) {
@@ -118,9 +155,12 @@ export function planUpdate(f: UpdateFacts): UpdatePlan {
     });
     steps.push({ kind: 'install', version: release.version });
   }
-  steps.push(...activationSteps(current, release.version, f.previous, f.activation));
+  const installedAfter = after.filter((v) => !prune.includes(v) && !pruneBefore.includes(v));
+  const data = planData(f, installedAfter);
+  steps.push(...data.steps);
   if (prune.length) steps.push({ kind: 'prune', versions: prune });
   return {
+    schema: data.schema,
     ...base,
     action: retained ? 'switch' : 'install',
     downgrade,
@@ -130,6 +170,104 @@ export function planUpdate(f: UpdateFacts): UpdatePlan {
     rollbackTarget: current,
     steps,
   };
+}
+
+/** The schema change an update makes (null: none), refusing what may not be done. */
+function schemaChange(f: UpdateFacts, d: DataFacts): { from: number | null; to: number } | null {
+  const to = d.target.schema;
+  if (to === null) return null;
+  const db = d.db;
+  if (db !== null && to === db.schema) return null;
+  if (db !== null && to < db.schema) {
+    // An older schema: only a release that still runs on the database's (rollback_safe_schema).
+    if (runsOn(to, db)) return null;
+    throw new CutoverError('E_SCHEMA_DOWNGRADE', `v${f.release.version} runs on schema ${to}, but the database is on schema ${db.schema}`, {
+      hint: `a release never migrates a database down; use \`rollback --restore\` to go back to a release with its data, or tell the vendor`,
+      details: { schema: to, database: db.schema },
+    });
+  }
+  if (d.target.migrate && d.user === null) {
+    throw new CutoverError('E_CONFIG', `v${f.release.version} declares a migration, but the config names no \`user\` to run it as`, {
+      hint: 'set `user` in cutover.toml to the account the app runs as (migrations never run as root); nothing was changed',
+    });
+  }
+  if (f.activation.skipped) {
+    throw new CutoverError(
+      'E_USAGE',
+      `v${f.release.version} changes the database schema (${db?.schema ?? 'none'} -> ${to}): the units must be stopped and started around it`,
+      {
+        hint: 'drop --no-restart',
+      },
+    );
+  }
+  return { from: db?.schema ?? null, to };
+}
+
+/**
+ * The steps from the switch on. Without a schema change: switch, restarts, gate (with a backup
+ * first when `when = "always"`). With one: stop the units (reverse order), back up, switch,
+ * migrate, start the units in order, gate, record the schema; then prune old backups.
+ */
+function planData(f: UpdateFacts, installedAfter: string[]): { steps: Step[]; schema: { from: number | null; to: number } | null } {
+  const from = f.current;
+  const to = f.release.version;
+  const d = f.data;
+  if (!d) return { steps: activationSteps(from, to, f.previous, f.activation), schema: null };
+  const change = schemaChange(f, d);
+  const taken = d.configured && d.exists && (d.when === 'always' || (d.when === 'schema' && change !== null));
+  const backupStep = (compatible: boolean): Step => ({
+    kind: 'backup',
+    id: d.backup.id,
+    file: d.backup.file,
+    version: from,
+    schema: d.db?.schema ?? null,
+    rollbackSafe: d.db?.rollbackSafe ?? null,
+    reason: from === null ? 'first-install' : 'update',
+    compatible,
+  });
+  const steps: Step[] = [];
+  const { units, health } = f.activation;
+  if (!change) {
+    if (taken) steps.push(backupStep(true));
+    steps.push(...activationSteps(from, to, f.previous, f.activation));
+  } else {
+    const target = d.target;
+    const safe = target.rollbackSafeSchema ?? change.to;
+    if (d.dryRun?.pending && target.migratePending)
+      steps.push({ kind: 'pending', version: to, argv: target.migratePending, schemaFrom: change.from, schemaTo: change.to });
+    if (d.dryRun?.rehearse && target.migrate)
+      steps.push({ kind: 'rehearse', version: to, argv: target.migrate, from, schemaFrom: change.from, schemaTo: change.to });
+    if (from !== null && units.length) steps.push({ kind: 'stop', units: [...units].reverse() });
+    // The old release keeps running on the new schema when the new one's migrations only expand.
+    if (taken) steps.push(backupStep(change.from !== null && runsOn(change.from, { schema: change.to, rollbackSafe: safe })));
+    steps.push({ kind: 'switch', from, to, previous: f.previous });
+    if (target.migrate) {
+      steps.push({
+        kind: 'migrate',
+        version: to,
+        argv: target.migrate,
+        from,
+        schemaFrom: change.from,
+        schemaTo: change.to,
+        backup: taken ? d.backup.id : null,
+      });
+    }
+    steps.push(...units.map((unit): Step => ({ kind: 'start', unit })));
+    if (units.length && health) steps.push({ kind: 'gate', version: to });
+    steps.push({
+      kind: 'record-schema',
+      version: to,
+      schema: change.to,
+      rollbackSafe: safe,
+      via: target.migrate ? 'migrate' : units.length ? 'start' : 'install',
+    });
+  }
+  if (d.configured) {
+    const after = taken ? [...d.backups, pendingBackup(d.backup.id, from)] : d.backups;
+    const ids = planBackupPrune(after, installedAfter, to, d.backupKeep).filter((id) => id !== d.backup.id);
+    if (ids.length) steps.push({ kind: 'prune-backups', ids });
+  }
+  return { steps, schema: change };
 }
 
 /** switch, then each unit's restart, then the gate when there is a [health] section. */
@@ -147,7 +285,7 @@ function activationSteps(from: string | null, to: string, previous: string | nul
  * else its switch. Recovery undoes an update killed before that point and completes one killed after.
  */
 export function commitIndex(steps: Step[]): number {
-  for (const kind of ['gate', 'restart', 'switch'] as const) {
+  for (const kind of ['gate', 'restart', 'start', 'migrate', 'restore', 'switch'] as const) {
     const i = steps.map((s) => s.kind).lastIndexOf(kind);
     if (i >= 0) return i;
   }
@@ -162,6 +300,23 @@ export interface RollbackFacts {
   to: string | undefined;
   releasesDir: string;
   activation: ActivationFacts;
+  /** Absent: the database is not considered. */
+  data?: RollbackDataFacts;
+}
+
+interface RollbackDataFacts {
+  /** The target's schema (a release that declares none counts as 0 once the database has one). */
+  target: DataContract | null;
+  db: SchemaLevel | null;
+  configured: boolean;
+  exists: boolean;
+  backups: BackupRecord[];
+  /** --restore: put back the backup taken when the target was left. */
+  restore: boolean;
+  /** --ignore-schema: switch the code only. */
+  ignoreSchema: boolean;
+  /** A safety backup of what the restore replaces. */
+  backup: { id: string; file: string };
 }
 
 export interface RollbackPlan {
@@ -186,11 +341,87 @@ export function planRollback(f: RollbackFacts): RollbackPlan {
   if (target === f.current) {
     throw new CutoverError('E_USAGE', `v${target} is already current`, { hint: 'pick another release from `list`' });
   }
-  return {
+  const plain: RollbackPlan = {
     from: f.current,
     to: target,
     steps: [{ kind: 'check-retained', version: target }, ...activationSteps(f.current, target, f.previous, f.activation)],
   };
+  const d = f.data;
+  if (!d) return plain;
+  const schema = d.target?.schema ?? (d.db ? 0 : null);
+  const fits = d.db === null || schema === null || runsOn(schema, d.db);
+  const saved = backupFor(d.backups, target);
+  if (d.restore) {
+    if (!d.configured) throw new CutoverError('E_USAGE', '--restore needs a [database] in the config', { hint: 'drop --restore' });
+    if (!saved) {
+      throw new CutoverError('E_ROLLBACK_SCHEMA', `there is no backup taken on v${target} to restore`, {
+        hint: `roll back without --restore only if v${target} runs on the database as it is (--ignore-schema), or install a release that does`,
+        details: { target, schema, database: d.db?.schema ?? null },
+      });
+    }
+    return planRestoreSteps({ ...f, from: f.current, to: target, saved, safety: d.exists ? d.backup : null, db: d.db });
+  }
+  if (fits || d.ignoreSchema) return plain;
+  throw new CutoverError(
+    'E_ROLLBACK_SCHEMA',
+    `v${target} runs on schema ${schema}, but the database is on schema ${d.db?.schema} (which v${target} cannot read: rollback_safe_schema is ${d.db?.rollbackSafe})`,
+    {
+      hint: saved
+        ? `\`rollback --restore\` puts back backup ${saved.id} (taken on v${target}; what was written since is lost), or --ignore-schema switches the code only`
+        : `no backup taken on v${target} exists; --ignore-schema switches the code only`,
+      details: { target, schema, database: d.db?.schema ?? null, backup: saved?.id ?? null },
+    },
+  );
+}
+
+/**
+ * Put a backup back with the units stopped: check it, stop the units (reverse order), keep a
+ * backup of what it replaces (the undo puts that back), restore, switch (a rollback), start the
+ * units in order, gate, and record the backup's schema.
+ */
+export function planRestoreSteps(f: {
+  from: string | null;
+  to: string | null;
+  previous: string | null;
+  activation: ActivationFacts;
+  saved: BackupRecord;
+  safety: { id: string; file: string } | null;
+  db: SchemaLevel | null;
+  record?: boolean;
+}): RollbackPlan & { to: string } {
+  const { units, health } = f.activation;
+  const to = f.to ?? f.from;
+  if (to === null) throw new CutoverError('E_NO_PREVIOUS', 'there is no release to run on the restored database', { hint: 'install one with `update`' });
+  const steps: Step[] = [];
+  if (f.to !== null && f.to !== f.from) steps.push({ kind: 'check-retained', version: f.to });
+  steps.push({ kind: 'check-backup', id: f.saved.id });
+  if (f.from !== null && units.length) steps.push({ kind: 'stop', units: [...units].reverse() });
+  if (f.safety) {
+    steps.push({
+      kind: 'backup',
+      id: f.safety.id,
+      file: f.safety.file,
+      version: f.from,
+      schema: f.db?.schema ?? null,
+      rollbackSafe: f.db?.rollbackSafe ?? null,
+      reason: 'restore',
+      compatible: false,
+    });
+  }
+  steps.push({ kind: 'restore', id: f.saved.id });
+  if (f.to !== null && f.to !== f.from) steps.push({ kind: 'switch', from: f.from, to: f.to, previous: f.previous });
+  steps.push(...units.map((unit): Step => ({ kind: 'start', unit })));
+  if (units.length && health) steps.push({ kind: 'gate', version: to });
+  if (f.saved.schema !== null && f.record !== false) {
+    steps.push({
+      kind: 'record-schema',
+      version: f.saved.version ?? to,
+      schema: f.saved.schema,
+      rollbackSafe: f.saved.rollbackSafe ?? f.saved.schema,
+      via: 'restore',
+    });
+  }
+  return { from: f.from, to, steps };
 }
 
 /**
@@ -209,7 +440,20 @@ export function planPrune(input: { installed: string[]; current: string | null; 
   return others.filter((v) => !kept.has(v));
 }
 
-export function planGc(input: { installed: string[]; current: string | null; previous: string | null; keep: number }): Step[] {
+export function planGc(input: {
+  installed: string[];
+  current: string | null;
+  previous: string | null;
+  keep: number;
+  backups?: BackupRecord[];
+  backupKeep?: number;
+}): Step[] {
   const versions = planPrune(input);
-  return versions.length ? [{ kind: 'prune', versions }] : [];
+  const steps: Step[] = versions.length ? [{ kind: 'prune', versions }] : [];
+  if (input.backups && input.backupKeep !== undefined) {
+    const left = input.installed.filter((v) => !versions.includes(v));
+    const ids = planBackupPrune(input.backups, left, input.current, input.backupKeep);
+    if (ids.length) steps.push({ kind: 'prune-backups', ids });
+  }
+  return steps;
 }

@@ -1,11 +1,10 @@
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { Config } from '../config/config.ts';
 import type { Layout } from '../layout/paths.ts';
 import { CURRENT_TMP_PREFIX } from '../layout/paths.ts';
 import { emptyPrivateDir } from '../layout/trusted-path.ts';
 import { readState, type Journal, type LegacyPending, type State } from '../state/state.ts';
-import { engineContext } from './context.ts';
+import { engineContext, type EngineConfig } from './context.ts';
 import { recoverJournal } from './executor.ts';
 import type { Services } from './services.ts';
 
@@ -19,11 +18,7 @@ export interface Recovery {
  * behind (staging, downloads, trash, temporary links), then settle the journal's interrupted
  * operation, if any, through the executor (see executor.ts, recoverJournal).
  */
-export async function recover(
-  config: Pick<Config, 'app' | 'source' | 'trust' | 'disk' | 'service'>,
-  services: Services,
-  layout: Layout,
-): Promise<{ state: State; recovery: Recovery }> {
+export async function recover(config: EngineConfig, services: Services, layout: Layout): Promise<{ state: State; recovery: Recovery }> {
   const { reporter } = services;
   const removed: string[] = [];
   for (const dir of [layout.staging, layout.downloads, layout.trash]) {

@@ -8,7 +8,10 @@ import { acquireLock } from '../state/lock.ts';
 import { engineContext } from './context.ts';
 import { execute } from './executor.ts';
 import { guardInstallRoot } from './guard.ts';
-import { planRollback } from './plan.ts';
+import { commitIndex, planRollback } from './plan.ts';
+import { databaseDriver } from '../database/backups.ts';
+import { newBackupId } from '../database/retention.ts';
+import { contractOf, schemaLevel } from './schema-facts.ts';
 import { recover } from './recover.ts';
 import type { Services } from './services.ts';
 import { describeStep } from './steps.ts';
@@ -24,7 +27,16 @@ export interface RollbackResult {
 }
 
 /** Switch `current` back to the previous release, or to a named retained one. */
-export async function runRollback(config: Config, services: Services, opts: { to?: string | undefined; noRestart?: boolean }): Promise<RollbackResult> {
+export interface RollbackOptions {
+  to?: string | undefined;
+  noRestart?: boolean;
+  /** Put back the backup taken when the target was left (confirmed by the CLI). */
+  restore?: boolean;
+  /** Switch the code only, whatever the schema. */
+  ignoreSchema?: boolean;
+}
+
+export async function runRollback(config: Config, services: Services, opts: RollbackOptions): Promise<RollbackResult> {
   const started = services.clock.now();
   let to: string | undefined;
   if (opts.to !== undefined) {
@@ -37,17 +49,46 @@ export async function runRollback(config: Config, services: Services, opts: { to
   const lock = acquireLock(layout.lock, 'rollback');
   try {
     const { state } = await recover(config, services, layout);
+    const current = await readCurrent(layout);
+    const installed = await listInstalled(layout);
+    const target = to ?? state.previous;
+    const driver = databaseDriver(config);
+    const db = schemaLevel(state, current ? await contractOf(layout, current) : null);
+    const id = newBackupId(services.clock.now(), current, state.backups);
+    if (opts.restore && opts.noRestart && config.service.units.length) {
+      throw new CutoverError('E_USAGE', '--restore stops and starts the units around the restore', { hint: 'drop --no-restart' });
+    }
     const plan = planRollback({
-      current: await readCurrent(layout),
+      current,
       previous: state.previous,
-      installed: await listInstalled(layout),
+      installed,
       to,
       releasesDir: layout.releases,
       activation: { units: opts.noRestart ? [] : config.service.units, health: config.health !== undefined },
+      data: {
+        target: target && installed.includes(target) ? await contractOf(layout, target) : null,
+        db,
+        configured: driver !== null,
+        exists: driver ? await driver.exists() : false,
+        backups: state.backups,
+        restore: !!opts.restore,
+        ignoreSchema: !!opts.ignoreSchema,
+        backup: { id, file: `${id}${driver?.extension ?? ''}` },
+      },
     });
+    if (opts.ignoreSchema && db) services.reporter.warn(`--ignore-schema: switching the code only; the database stays on schema ${db.schema}`);
     // A rollback is what the operator asked for: if killed, the next run completes it.
     const ctx = engineContext(config, services, layout, state, new AbortController().signal);
-    const done = await execute(ctx, { op: 'rollback', from: plan.from, to: plan.to, steps: plan.steps, recovery: 'resume', commitAt: plan.steps.length - 1 });
+    // With a restore, a killed rollback is undone instead (the data it replaced is put back).
+    const restoring = plan.steps.some((s) => s.kind === 'restore');
+    const done = await execute(ctx, {
+      op: 'rollback',
+      from: plan.from,
+      to: plan.to,
+      steps: plan.steps,
+      recovery: restoring ? 'undo' : 'resume',
+      commitAt: restoring ? commitIndex(plan.steps) : plan.steps.length - 1,
+    });
     services.reporter.step(`${config.app} is now on v${plan.to}${plan.from ? ` (was v${plan.from})` : ''}`);
     return {
       op: 'rollback',

@@ -2,7 +2,7 @@ import type { Config } from '../config/config.ts';
 import { layoutOf, releaseDir } from '../layout/paths.ts';
 import { listInstalled, treeSize } from '../layout/releases.ts';
 import { readCurrent } from '../layout/swap.ts';
-import { readHistory, readState, type HistoryRecord } from '../state/state.ts';
+import { readHistory, readState, type DatabaseRecord, type HistoryRecord } from '../state/state.ts';
 import { interruptedAt, recoveryVerdict } from './executor.ts';
 
 export interface StatusResult {
@@ -16,6 +16,8 @@ export interface StatusResult {
   pending: boolean;
   interrupted: Interrupted | null;
   lastOperation: HistoryRecord | null;
+  /** The database's schema as cutover last recorded it (null: none recorded). */
+  database: DatabaseRecord | null;
 }
 
 export interface Interrupted {
@@ -73,6 +75,7 @@ export async function getStatus(config: Pick<Config, 'app' | 'root'>): Promise<S
     pending: interrupted !== null,
     interrupted,
     lastOperation: history[history.length - 1] ?? null,
+    database: state.database,
   };
 }
 

@@ -26,7 +26,40 @@ export type Step =
   /** Wait: the health gate on the new release. Nothing to undo. */
   | { kind: 'gate'; version: string }
   /** Write: remove releases beyond `keep`. Failures are warnings; never undone. */
-  | { kind: 'prune'; versions: string[] };
+  | { kind: 'prune'; versions: string[] }
+  /** Wait: stop the units (in this order: the reverse of theirs) before the database changes. Undo: start them in order, gate. */
+  | { kind: 'stop'; units: string[] }
+  /**
+   * Write: a checksummed, checked backup of the database into `[backup] dir`, recorded in the state.
+   * Undo: restore it when a later step changed the database (a migration, the new release's start,
+   * a restore), unless `compatible` (the old release runs on the new schema) and no migration failed.
+   */
+  | {
+      kind: 'backup';
+      id: string;
+      file: string;
+      version: string | null;
+      schema: number | null;
+      rollbackSafe: number | null;
+      reason: 'update' | 'manual' | 'restore' | 'first-install';
+      compatible: boolean;
+    }
+  /** Write: the release's migration, as `user`, from its directory. Undone by the backup's restore. */
+  | { kind: 'migrate'; version: string; argv: string[]; from: string | null; schemaFrom: number | null; schemaTo: number; backup: string | null }
+  /** Wait: start one unit (after a stop) and wait until it is up. Undo: stop it again. */
+  | { kind: 'start'; unit: string }
+  /** Read: a recorded backup still has its checksum and reads back as a backup. */
+  | { kind: 'check-backup'; id: string }
+  /** Write: put the database back from a backup (the backup step before it keeps what it replaces). */
+  | { kind: 'restore'; id: string }
+  /** Write: the database's schema as it now is. */
+  | { kind: 'record-schema'; version: string; schema: number; rollbackSafe: number; via: 'migrate' | 'start' | 'restore' | 'install' }
+  /** Write: remove backups beyond `[backup] keep` (never one that protects a retained release). Failures are warnings. */
+  | { kind: 'prune-backups'; ids: string[] }
+  /** Read (dry run): the target's `migrate_pending` against the live database, as `user`. */
+  | { kind: 'pending'; version: string; argv: string[]; schemaFrom: number | null; schemaTo: number }
+  /** Read (dry run, --rehearse): the migration against a scratch copy of the database, as `user`. */
+  | { kind: 'rehearse'; version: string; argv: string[]; from: string | null; schemaFrom: number | null; schemaTo: number };
 
 export type StepKind = Step['kind'];
 
@@ -42,7 +75,7 @@ export interface StepRecord {
 }
 
 /** The steps that only read, or write into a private sandbox: the ones `update --dry-run` runs. */
-export const READ_ONLY: ReadonlySet<StepKind> = new Set(['fetch-bundle', 'verify', 'stage', 'check-retained']);
+export const READ_ONLY: ReadonlySet<StepKind> = new Set(['fetch-bundle', 'verify', 'stage', 'check-retained', 'check-backup', 'pending', 'rehearse']);
 
 /** A step as `--json` prints it: its kind and parameters, flat, then outcome and duration. */
 export function describeStep(r: StepRecord): Record<string, unknown> {
@@ -75,5 +108,25 @@ export function stepLine(s: Step): string {
       return `gate           health of ${v(s.version)}`;
     case 'prune':
       return `prune          remove ${s.versions.map(v).join(', ')}`;
+    case 'stop':
+      return `stop           ${s.units.join(', ')}`;
+    case 'backup':
+      return `backup         the database (schema ${s.schema ?? 'unknown'}, on ${v(s.version)}) to ${s.file}`;
+    case 'migrate':
+      return `migrate        schema ${s.schemaFrom ?? '(none)'} -> ${s.schemaTo}: ${s.argv.join(' ')}`;
+    case 'start':
+      return `start          ${s.unit}`;
+    case 'check-backup':
+      return `check-backup   ${s.id} is intact`;
+    case 'restore':
+      return `restore        the database from backup ${s.id}`;
+    case 'record-schema':
+      return `record-schema  the database is on schema ${s.schema} (${v(s.version)})`;
+    case 'prune-backups':
+      return `prune-backups  remove ${s.ids.join(', ')}`;
+    case 'pending':
+      return `pending        list the migrations ${v(s.version)} would apply`;
+    case 'rehearse':
+      return `rehearse       migrate a copy of the database to schema ${s.schemaTo}`;
   }
 }

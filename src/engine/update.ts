@@ -7,7 +7,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Config } from '../config/config.ts';
 import { fetchJson, withDeadline } from '../download/download.ts';
-import { fsError } from '../errors.ts';
+import { CutoverError, fsError } from '../errors.ts';
+import semver from 'semver';
+import { databaseDriver } from '../database/backups.ts';
+import { newBackupId } from '../database/retention.ts';
+import { dataContract, readReleaseManifest, type ReleaseManifest } from '../release/manifest.ts';
 import { layoutOf, releaseDir, type Layout } from '../layout/paths.ts';
 import { diskUsage, listInstalled } from '../layout/releases.ts';
 import { readCurrent } from '../layout/swap.ts';
@@ -19,10 +23,12 @@ import { expandIdentity } from '../verify/policy.ts';
 import { engineContext } from './context.ts';
 import { execute, executeDryRun, type Executed } from './executor.ts';
 import { guardInstallRoot } from './guard.ts';
-import { commitIndex, planUpdate, type DiskFacts, type UpdatePlan } from './plan.ts';
+import { commitIndex, planUpdate, type DataFacts, type DiskFacts, type UpdateFacts, type UpdatePlan } from './plan.ts';
 import { recover } from './recover.ts';
 import type { Services } from './services.ts';
-import { describeStep } from './steps.ts';
+import { contractOf, NO_CONTRACT, schemaLevel } from './schema-facts.ts';
+import { describeStep, type Step } from './steps.ts';
+import type { StepContext } from './handlers.ts';
 
 export interface UpdateOptions {
   version?: string | undefined;
@@ -32,6 +38,8 @@ export interface UpdateOptions {
   noRestart?: boolean;
   /** Update even when the current deployment fails its pre-flight health check. */
   force?: boolean;
+  /** Dry run: also run the migration against a scratch copy of the database. */
+  rehearse?: boolean;
   signal: AbortSignal;
 }
 
@@ -48,6 +56,11 @@ export interface UpdateResult {
   rollbackTarget: string | null;
   /** The steps, in order: run (outcome done) or, in a dry run, only planned. */
   steps: Array<Record<string, unknown>>;
+  /** The schema change (null: none), and the backup taken (or, in a dry run, that would be) with its estimated size. */
+  schema: { from: number | null; to: number } | null;
+  backup: { id: string; file: string; estimatedBytes: number } | null;
+  pending?: string[];
+  rehearsed?: { ms: number };
   verified?: { identity: string; issuer: string; trust: string };
   download?: { bytes: number; sha256: string };
   extracted?: { files: number; bytes: number };
@@ -82,16 +95,24 @@ export async function runUpdate(config: Config, services: Services, opts: Update
     const { state } = await recover(config, services, layout);
     const index = await fetchIndex(config, services, opts.signal);
     const release = resolveRelease(index, opts.version);
-    const plan = await makePlan(config, layout, state, release, opts, true);
+    const { plan, facts } = await makePlan(config, layout, state, release, opts, true, services.clock.now());
     if (plan.action === 'noop') {
       services.reporter.step(`${config.app} v${plan.to} is already current; nothing to do`);
       await appendHistory(layout, { at: new Date(services.clock.now()).toISOString(), op: 'update', from: plan.from, to: plan.to, result: 'noop' });
-      return result(config, plan, false, null, services.clock.now() - started);
+      return result(config, plan, false, null, services.clock.now() - started, facts);
     }
     const ctx = engineContext(config, services, layout, state, opts.signal);
-    const done = await execute(ctx, { op: 'update', from: plan.from, to: plan.to, steps: plan.steps, recovery: 'undo', commitAt: commitIndex(plan.steps) });
+    const done = await execute(ctx, {
+      op: 'update',
+      from: plan.from,
+      to: plan.to,
+      steps: plan.steps,
+      recovery: 'undo',
+      commitAt: commitIndex(plan.steps),
+      replan: replanner(facts, release),
+    });
     services.reporter.step(`${config.app} is now on v${plan.to}${plan.from ? ` (was v${plan.from}; \`rollback\` returns to it)` : ''}`);
-    return result(config, plan, false, done, services.clock.now() - started);
+    return result(config, plan, false, done, services.clock.now() - started, facts);
   } finally {
     lock.release();
   }
@@ -101,10 +122,10 @@ async function dryRun(config: Config, services: Services, opts: UpdateOptions, l
   const state = await readState(layout);
   const index = await fetchIndex(config, services, opts.signal);
   const release = resolveRelease(index, opts.version);
-  const plan = await makePlan(config, layout, state, release, opts, false);
+  const { plan, facts } = await makePlan(config, layout, state, release, opts, false, services.clock.now());
   if (plan.action === 'noop') {
     services.reporter.step(`${config.app} v${plan.to} is already current; an update would do nothing`);
-    return result(config, plan, true, null, services.clock.now() - started);
+    return result(config, plan, true, null, services.clock.now() - started, facts);
   }
   // Another user's TMPDIR (sudo -E) could swap the sandbox for a link mid-download: refuse it.
   const tmp = path.resolve(tmpdir());
@@ -113,7 +134,7 @@ async function dryRun(config: Config, services: Services, opts: UpdateOptions, l
   try {
     const staging = path.join(sandbox, 'staging');
     await mkdir(staging, { mode: 0o700 });
-    const ctx = engineContext(config, services, layout, state, opts.signal, { staging, tufCache: path.join(sandbox, 'tuf') });
+    const ctx = engineContext(config, services, layout, state, opts.signal, { dir: sandbox, staging, tufCache: path.join(sandbox, 'tuf') });
     const done = await executeDryRun(ctx, {
       op: 'update',
       from: plan.from,
@@ -121,20 +142,108 @@ async function dryRun(config: Config, services: Services, opts: UpdateOptions, l
       steps: plan.steps,
       recovery: 'undo',
       commitAt: commitIndex(plan.steps),
+      replan: replanner(facts, release),
     });
-    return result(config, plan, true, done, services.clock.now() - started);
+    return result(config, plan, true, done, services.clock.now() - started, facts);
   } finally {
     await rm(sandbox, { recursive: true, force: true });
   }
 }
 
+/**
+ * Once `stage` has unpacked the signed release.json, the rest of the update is planned again from
+ * it: it is authoritative, and the index may only repeat what it says.
+ */
+function replanner(facts: UpdateFacts, release: ReleaseEntry): (done: Step, ctx: StepContext) => Promise<Step[] | null> {
+  return async (done, ctx) => {
+    if (done.kind !== 'stage' || !ctx.scratch.staged || !facts.data) return null;
+    const manifest = await readReleaseManifest(ctx.scratch.staged.dir);
+    checkIndexAgrees(release, manifest);
+    const target = dataContract(manifest);
+    checkUpgradeFrom(release.version, target.upgradeFrom, facts.current);
+    const plan = planUpdate({ ...facts, data: { ...facts.data, target } });
+    return plan.steps.slice(plan.steps.findIndex((s) => s.kind === 'stage') + 1);
+  };
+}
+
+/** The index may repeat `schema` and `upgrade_from` to plan ahead; the signed release.json must say the same, as written. */
+function checkIndexAgrees(release: ReleaseEntry, manifest: ReleaseManifest): void {
+  const pairs: Array<[string, unknown, unknown]> = [
+    ['schema', release.schema, manifest.schema],
+    ['upgrade_from', release.upgradeFrom, manifest.upgrade_from],
+  ];
+  for (const [key, index, signed] of pairs) {
+    if (index === undefined || index === signed) continue;
+    throw new CutoverError(
+      'E_INDEX_MISMATCH',
+      `the index says v${release.version} has ${key} ${JSON.stringify(index)}, its signed release.json says ${JSON.stringify(signed ?? null)}`,
+      {
+        hint: 'nothing was installed; tell the vendor (the index must repeat the signed values exactly)',
+        details: { key, index, signed },
+      },
+    );
+  }
+}
+
+/** A target whose `upgrade_from` excludes the current version is reached only through the stops it names. */
+function checkUpgradeFrom(version: string, range: string | null, current: string | null): void {
+  if (range === null || current === null || semver.satisfies(current, range, { includePrerelease: true })) return;
+  throw new CutoverError('E_UPGRADE_PATH', `v${version} upgrades only from ${range}, and v${current} is current`, {
+    hint: `update to a release in ${range} first (\`update --version vX\`), then to v${version}; nothing was installed`,
+    details: { upgradeFrom: range, current },
+  });
+}
+
+async function dataFacts(
+  config: Config,
+  layout: Layout,
+  state: State,
+  release: ReleaseEntry,
+  current: string | null,
+  retained: boolean,
+  opts: UpdateOptions,
+  now: number,
+): Promise<DataFacts | undefined> {
+  const target = retained
+    ? ((await contractOf(layout, release.version)) ?? NO_CONTRACT)
+    : { ...NO_CONTRACT, schema: release.schema ?? null, rollbackSafeSchema: release.schema ?? null, upgradeFrom: release.upgradeFrom ?? null };
+  const db = schemaLevel(state, current ? await contractOf(layout, current) : null);
+  const driver = databaseDriver(config);
+  const id = newBackupId(now, current, state.backups);
+  return {
+    target,
+    db,
+    configured: driver !== null,
+    exists: driver ? await driver.exists() : false,
+    when: config.backup.when,
+    user: config.user?.name ?? null,
+    backup: { id, file: `${id}${driver?.extension ?? ''}` },
+    backups: state.backups,
+    backupKeep: config.backup.keep,
+    estimate: driver ? await driver.estimateBytes() : 0,
+    ...(opts.dryRun ? { dryRun: { pending: true, rehearse: !!opts.rehearse } } : {}),
+  };
+}
+
 /** The facts the planner needs, measured here (I/O), so that planning itself is pure. */
-async function makePlan(config: Config, layout: Layout, state: State, release: ReleaseEntry, opts: UpdateOptions, strict: boolean): Promise<UpdatePlan> {
+async function makePlan(
+  config: Config,
+  layout: Layout,
+  state: State,
+  release: ReleaseEntry,
+  opts: UpdateOptions,
+  strict: boolean,
+  now: number,
+): Promise<{ plan: UpdatePlan; facts: UpdateFacts }> {
   const current = await readCurrent(layout);
   const installed = await listInstalled(layout);
-  const needsSpace = current !== release.version && !installed.includes(release.version);
+  const retained = installed.includes(release.version);
+  const needsSpace = current !== release.version && !retained;
   const disk = needsSpace ? await measureDisk(config, layout, installed, [current, state.previous, release.version], strict) : undefined;
-  return planUpdate({
+  checkUpgradeFrom(release.version, release.upgradeFrom ?? null, current);
+  const data = current === release.version ? undefined : await dataFacts(config, layout, state, release, current, retained, opts, now);
+  if (retained && data) checkUpgradeFrom(release.version, data.target.upgradeFrom, current);
+  const facts: UpdateFacts = {
     app: config.app,
     root: config.root,
     current,
@@ -145,10 +254,16 @@ async function makePlan(config: Config, layout: Layout, state: State, release: R
     allowDowngrade: opts.allowDowngrade,
     identity: expandIdentity(config.trust.identity, release.version),
     issuer: config.trust.issuer,
-    activation: { units: opts.noRestart ? [] : config.service.units, health: config.health !== undefined },
+    activation: {
+      units: opts.noRestart ? [] : config.service.units,
+      health: config.health !== undefined,
+      skipped: !!opts.noRestart && config.service.units.length > 0,
+    },
     force: !!opts.force,
     ...(disk ? { disk } : {}),
-  });
+    ...(data ? { data } : {}),
+  };
+  return { plan: planUpdate(facts), facts };
 }
 
 /** Free space on the root's filesystem and what each removable release occupies. */
@@ -169,9 +284,12 @@ async function measureDisk(config: Config, layout: Layout, installed: string[], 
   return { free: st.bavail * st.bsize, total: st.blocks * st.bsize, reserve: config.disk.reserve, prunable };
 }
 
-function result(config: Config, plan: UpdatePlan, dryRun: boolean, done: Executed | null, durationMs: number): UpdateResult {
+function result(config: Config, plan: UpdatePlan, dryRun: boolean, done: Executed | null, durationMs: number, facts: UpdateFacts): UpdateResult {
   const staged = done?.scratch.staged;
   const verified = done?.scratch.verified;
+  const steps = done ? done.records.map((r) => r.step) : plan.steps;
+  const backupStep = steps.find((s): s is Extract<Step, { kind: 'backup' }> => s.kind === 'backup');
+  const schemaStep = steps.find((s): s is Extract<Step, { kind: 'record-schema' }> => s.kind === 'record-schema');
   return {
     op: 'update',
     dryRun,
@@ -184,6 +302,10 @@ function result(config: Config, plan: UpdatePlan, dryRun: boolean, done: Execute
     pruned: dryRun || !done ? [...plan.pruneBefore, ...plan.prune] : done.scratch.pruned,
     rollbackTarget: plan.rollbackTarget,
     steps: done ? done.records.map(describeStep) : [],
+    schema: schemaStep ? { from: facts.data?.db?.schema ?? null, to: schemaStep.schema } : null,
+    backup: backupStep ? { id: backupStep.id, file: path.join(config.backup.dir, backupStep.file), estimatedBytes: facts.data?.estimate ?? 0 } : null,
+    ...(done?.scratch.pending ? { pending: done.scratch.pending } : {}),
+    ...(done?.scratch.rehearsed ? { rehearsed: done.scratch.rehearsed } : {}),
     ...(verified ? { verified } : {}),
     ...(staged ? { download: staged.download, extracted: staged.extracted } : {}),
     durationMs,

@@ -14,6 +14,8 @@ export interface Layout {
   stateFile: string;
   historyFile: string;
   tufCache: string;
+  /** Migration logs. */
+  logs: string;
 }
 
 export function layoutOf(root: string): Layout {
@@ -31,6 +33,7 @@ export function layoutOf(root: string): Layout {
     stateFile: path.join(state, 'state.json'),
     historyFile: path.join(state, 'history.jsonl'),
     tufCache: path.join(state, 'tuf'),
+    logs: path.join(state, 'logs'),
   };
 }
 

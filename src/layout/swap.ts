@@ -60,3 +60,13 @@ export async function readCurrent(layout: Layout): Promise<string | null> {
   }
   return m[1];
 }
+
+/** Remove the `current` link (undoing a first install that nothing ran yet). */
+export async function removeCurrent(layout: Layout): Promise<void> {
+  try {
+    await rm(layout.current, { force: true });
+  } catch (e) {
+    throw fsError('remove', layout.current, e);
+  }
+  await fsyncDir(layout.root);
+}

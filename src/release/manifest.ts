@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import semver from 'semver';
 import { CutoverError, errnoCode } from '../errors.ts';
 
 const MANIFEST_FILE = 'release.json';
@@ -91,4 +92,62 @@ export function checkManifest(m: { name: string; version: string }, expected: { 
       details: { version: m.version, expectedVersion: expected.version },
     });
   }
+}
+
+/**
+ * What a release says about its database (all optional): the schema level it runs on, the oldest
+ * schema level releases built for can still run on this one's (`rollback_safe_schema`), how to
+ * migrate and list pending migrations (argv run from the release directory), and which installed
+ * versions may upgrade to it directly (`upgrade_from`, a semver range).
+ */
+export interface DataContract {
+  schema: number | null;
+  /** Defaults to `schema`. */
+  rollbackSafeSchema: number | null;
+  migrate: string[] | null;
+  migratePending: string[] | null;
+  upgradeFrom: string | null;
+}
+
+const MAX_SCHEMA = 1_000_000_000;
+
+/** The release's data contract, checked; E_RELEASE_MANIFEST names the field when it is malformed. */
+export function dataContract(m: ReleaseManifest, file = 'release.json'): DataContract {
+  const int = (k: string): number | null => {
+    const v = m[k];
+    if (v === undefined) return null;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > MAX_SCHEMA)
+      throw bad(file, `has "${k}" ${JSON.stringify(v)}, not a whole number from 0`);
+    return v;
+  };
+  const argv = (k: string): string[] | null => {
+    const v = m[k];
+    if (v === undefined) return null;
+    if (!Array.isArray(v) || v.length === 0 || v.some((a) => typeof a !== 'string' || a === '' || a.includes('\0')))
+      throw bad(file, `has "${k}" ${JSON.stringify(v)}, not a non-empty list of strings (a command and its arguments)`);
+    const prog = v[0] as string;
+    // The program is the release's own: a path inside it, never the caller's PATH or another tree.
+    if (path.isAbsolute(prog) || !prog.includes('/') || path.normalize(prog).split('/').includes('..'))
+      throw bad(file, `has "${k}" starting with ${JSON.stringify(prog)}: the program must be a path inside the release such as "bin/migrate"`);
+    return v as string[];
+  };
+  const schema = int('schema');
+  const safe = int('rollback_safe_schema');
+  if (safe !== null && schema === null) throw bad(file, 'has "rollback_safe_schema" without "schema"');
+  if (safe !== null && schema !== null && safe > schema) throw bad(file, `has "rollback_safe_schema" ${safe} above its "schema" ${schema}`);
+  const migrate = argv('migrate');
+  const migratePending = argv('migrate_pending');
+  if ((migrate || migratePending) && schema === null) throw bad(file, 'declares "migrate" or "migrate_pending" without "schema"');
+  let upgradeFrom: string | null = null;
+  if (m.upgrade_from !== undefined) {
+    if (typeof m.upgrade_from !== 'string' || semver.validRange(m.upgrade_from) === null)
+      throw bad(file, `has "upgrade_from" ${JSON.stringify(m.upgrade_from)}, not a semver range such as ">=1.4.0"`);
+    upgradeFrom = m.upgrade_from;
+  }
+  return { schema, rollbackSafeSchema: safe ?? schema, migrate, migratePending, upgradeFrom };
+}
+
+/** Can a release built for schema `target` run on a database at `db` (brought there with `rollbackSafe`)? */
+export function runsOn(target: number, db: { schema: number; rollbackSafe: number }): boolean {
+  return target === db.schema || (target < db.schema && target >= db.rollbackSafe);
 }

@@ -10,6 +10,12 @@ export interface ReleaseEntry {
   size: number;
   /** Bytes the archive unpacks to, when the index says (`unpacked_size`). */
   unpackedSize?: number;
+  /**
+   * The release.json's `schema` and `upgrade_from`, repeated so that paths can be planned before
+   * downloading. Untrusted: the signed release.json must say the same (compared as written).
+   */
+  schema?: number;
+  upgradeFrom?: string;
 }
 
 /** An index entry cutover would not use, and why; the rest of the index still counts. */
@@ -144,8 +150,18 @@ function parseEntry(r: unknown, url: URL): ReleaseEntry {
     if (u.protocol !== 'https:') return bad(`${k} ${JSON.stringify(text)} is not an https URL`);
     return u;
   };
+  const schema = o.schema;
+  if (schema !== undefined && (typeof schema !== 'number' || !Number.isSafeInteger(schema) || schema < 0)) {
+    return bad(`schema ${JSON.stringify(schema)} is not a whole number from 0`);
+  }
+  const upgradeFrom = o.upgrade_from;
+  if (upgradeFrom !== undefined && (typeof upgradeFrom !== 'string' || semver.validRange(upgradeFrom) === null)) {
+    return bad(`upgrade_from ${JSON.stringify(upgradeFrom)} is not a semver range`);
+  }
   const entry: ReleaseEntry = { version, artifact: resolve('artifact'), bundle: resolve('bundle'), sha256, size };
   if (typeof unpacked === 'number') entry.unpackedSize = unpacked;
+  if (typeof schema === 'number') entry.schema = schema;
+  if (typeof upgradeFrom === 'string') entry.upgradeFrom = upgradeFrom;
   return entry;
 }
 

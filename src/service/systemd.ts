@@ -22,6 +22,10 @@ export interface RestartOutcome {
 export interface ServiceManager {
   /** Restart one unit and wait until systemd considers it started (READY for Type=notify). */
   restart(unit: string, timeoutMs: number): Promise<RestartOutcome>;
+  /** Start one unit (after a stop) and wait until systemd considers it started. */
+  start(unit: string, timeoutMs: number): Promise<RestartOutcome>;
+  /** Stop one unit and wait until it is stopped. */
+  stop(unit: string, timeoutMs: number): Promise<RestartOutcome>;
   resetFailed(unit: string): Promise<void>;
   state(unit: string): Promise<UnitState>;
 }
@@ -64,8 +68,24 @@ export class Systemctl implements ServiceManager {
     this.bin = bin;
   }
 
-  async restart(unit: string, timeoutMs: number): Promise<RestartOutcome> {
-    const r = await run(this.bin, ['restart', '--', unit], timeoutMs);
+  restart(unit: string, timeoutMs: number): Promise<RestartOutcome> {
+    return this.startLike('restart', unit, timeoutMs);
+  }
+
+  start(unit: string, timeoutMs: number): Promise<RestartOutcome> {
+    return this.startLike('start', unit, timeoutMs);
+  }
+
+  async stop(unit: string, timeoutMs: number): Promise<RestartOutcome> {
+    const r = await run(this.bin, ['stop', '--', unit], timeoutMs);
+    const state = await this.state(unit).catch(() => undefined);
+    if (r.timedOut) return { ok: false, unit, reason: `did not stop within ${Math.round(timeoutMs / 1000)}s`, state };
+    if (r.code !== 0) return { ok: false, unit, reason: r.stderr.trim().split('\n')[0] || `systemctl exited ${r.code}`, state };
+    return { ok: true, unit, reason: 'ok', state };
+  }
+
+  private async startLike(verb: 'restart' | 'start', unit: string, timeoutMs: number): Promise<RestartOutcome> {
+    const r = await run(this.bin, [verb, '--', unit], timeoutMs);
     const state = await this.state(unit).catch(() => undefined);
     if (r.timedOut) {
       return { ok: false, unit, reason: `did not finish starting within ${Math.round(timeoutMs / 1000)}s`, state };
@@ -75,7 +95,7 @@ export class Systemctl implements ServiceManager {
       return { ok: false, unit, reason: state?.result && state.result !== 'success' ? `${why} (result: ${state.result})` : why, state };
     }
     if (state && state.activeState !== 'active') {
-      return { ok: false, unit, reason: `is ${state.activeState}/${state.subState} after the restart (result: ${state.result})`, state };
+      return { ok: false, unit, reason: `is ${state.activeState}/${state.subState} after the ${verb} (result: ${state.result})`, state };
     }
     return { ok: true, unit, reason: 'ok', state };
   }

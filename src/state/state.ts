@@ -10,7 +10,7 @@ import type { StepRecord } from '../engine/steps.ts';
  * step; present only while an operation runs, or after it was killed.
  */
 export interface Journal {
-  op: 'update' | 'rollback' | 'gc';
+  op: 'update' | 'rollback' | 'gc' | 'restore' | 'backup';
   from: string | null;
   to: string | null;
   startedAt: string;
@@ -42,6 +42,36 @@ interface InstalledRecord {
   identity?: string;
 }
 
+/**
+ * The database's schema as cutover last recorded it: the schema of the release that last brought
+ * it there (by migrating, or by starting it), or of the backup it last restored.
+ */
+export interface DatabaseRecord {
+  schema: number;
+  /** `rollback_safe_schema` of the release that brought the database to `schema`. */
+  rollbackSafe: number;
+  /** The release that brought it there (or on which the restored backup was taken). */
+  version: string;
+  at: string;
+  via: 'migrate' | 'start' | 'restore' | 'install';
+}
+
+/** A backup cutover took: the file lives in `[backup] dir`. */
+export interface BackupRecord {
+  id: string;
+  /** The release current when it was taken, and the database's schema then. */
+  version: string | null;
+  schema: number | null;
+  rollbackSafe: number | null;
+  /** update: before a schema change (or every update, `when = "always"`); manual: `app backup`; restore: before a restore replaced the data. */
+  reason: 'update' | 'manual' | 'restore' | 'first-install';
+  created: string;
+  /** The file's name inside the backup directory. */
+  file: string;
+  bytes: number;
+  sha256: string;
+}
+
 const STATE_FORMAT = 2;
 
 export interface State {
@@ -53,12 +83,16 @@ export interface State {
   bad: string[];
   journal: Journal | null;
   installed: Record<string, InstalledRecord>;
+  /** null until a release that declares `schema` is installed. */
+  database: DatabaseRecord | null;
+  /** Oldest first. */
+  backups: BackupRecord[];
   /** Read from a format-1 file, turned into a journal by recovery (which knows the units). */
   legacyPending?: LegacyPending;
 }
 
 function emptyState(): State {
-  return { format: STATE_FORMAT, previous: null, bad: [], journal: null, installed: {} };
+  return { format: STATE_FORMAT, previous: null, bad: [], journal: null, installed: {}, database: null, backups: [] };
 }
 
 const { O_RDONLY, O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW, O_NONBLOCK } = constants;
@@ -101,7 +135,15 @@ function upgradeState(s: Record<string, unknown>): State {
   const bad = Array.isArray(s.bad) ? s.bad.filter((v): v is string => typeof v === 'string') : [];
   const installed = s.installed && typeof s.installed === 'object' ? (s.installed as Record<string, InstalledRecord>) : {};
   if (s.format === STATE_FORMAT) {
-    return { ...base, previous, bad, installed, journal: (s.journal as Journal | null | undefined) ?? null };
+    return {
+      ...base,
+      previous,
+      bad,
+      installed,
+      journal: (s.journal as Journal | null | undefined) ?? null,
+      database: (s.database as DatabaseRecord | null | undefined) ?? null,
+      backups: Array.isArray(s.backups) ? (s.backups as BackupRecord[]) : [],
+    };
   }
   if (s.schema === 1 && s.format === undefined) {
     const pending = s.pending as LegacyPending | null | undefined;
@@ -119,7 +161,7 @@ export async function writeState(layout: Layout, state: State): Promise<void> {
 
 export interface HistoryRecord {
   at: string;
-  op: 'update' | 'rollback' | 'gc' | 'recover';
+  op: 'update' | 'rollback' | 'gc' | 'restore' | 'backup' | 'recover';
   from: string | null;
   to: string | null;
   result: 'ok' | 'noop' | 'failed' | 'completed' | 'undone';

@@ -25,6 +25,8 @@ export function runningVersion(root: string): string {
 /** Records `unit@version` for every restart; can fail or block a unit on a version. */
 export class FakeServiceManager implements ServiceManager {
   readonly restarts: string[] = [];
+  /** Every call in order: `restart unit@version`, `start unit@version`, `stop unit`. */
+  readonly calls: string[] = [];
   /** `unit@version` -> why it fails to start. */
   readonly failing = new Map<string, string>();
   /** Called when a restart starts; the restart completes when the returned promise does. */
@@ -36,9 +38,22 @@ export class FakeServiceManager implements ServiceManager {
   async restart(unit: string, _timeoutMs: number): Promise<RestartOutcome> {
     const version = runningVersion(this.root);
     this.restarts.push(`${unit}@${version}`);
+    this.calls.push(`restart ${unit}@${version}`);
     await this.onRestart?.(unit, version);
     const why = this.failing.get(`${unit}@${version}`);
     if (why) return { ok: false, unit, reason: why, state: undefined };
+    return { ok: true, unit, reason: 'ok', state: this.stateOf(unit) };
+  }
+  async start(unit: string, _timeoutMs: number): Promise<RestartOutcome> {
+    const version = runningVersion(this.root);
+    this.calls.push(`start ${unit}@${version}`);
+    await this.onRestart?.(unit, version);
+    const why = this.failing.get(`${unit}@${version}`);
+    if (why) return { ok: false, unit, reason: why, state: undefined };
+    return { ok: true, unit, reason: 'ok', state: this.stateOf(unit) };
+  }
+  async stop(unit: string, _timeoutMs: number): Promise<RestartOutcome> {
+    this.calls.push(`stop ${unit}`);
     return { ok: true, unit, reason: 'ok', state: this.stateOf(unit) };
   }
   async resetFailed(): Promise<void> {}

@@ -19,6 +19,8 @@ export interface PublishOptions {
   archive?: Buffer;
   /** Files inside the default release. */
   files?: Record<string, string>;
+  /** More release.json fields of the default release (schema, migrate, …). */
+  manifest?: Record<string, unknown>;
   /** Sign with this identity/issuer instead of the expected ones. */
   sign?: Partial<SignOptions>;
   /** Serve this bundle instead of a fresh one. */
@@ -96,7 +98,14 @@ ${extra.trust ?? ''}
   }
 
   async publish(version: string, opts: PublishOptions = {}): Promise<Buffer> {
-    const archive = opts.archive ?? makeRelease({ name: 'demo', version, files: opts.files ?? { 'bin/demo': `#!/bin/sh\necho demo ${version}\n` } });
+    const archive =
+      opts.archive ??
+      makeRelease({
+        name: 'demo',
+        version,
+        files: opts.files ?? { 'bin/demo': `#!/bin/sh\necho demo ${version}\n` },
+        ...(opts.manifest ? { manifest: opts.manifest } : {}),
+      });
     let signer = this.sigstore;
     if (opts.untrusted) {
       this.other ??= await startSigstore();

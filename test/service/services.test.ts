@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { acquireLock } from '../../src/state/lock.ts';
+import { createAccount, idsOf, removeAccount } from '../helpers/accounts.ts';
 import { CLI, REPO } from '../helpers/cli.ts';
 import { startSystemd, systemdAvailable, type Systemd } from '../helpers/systemd.ts';
 import { lastLine, World } from '../helpers/world.ts';
@@ -38,29 +37,6 @@ function unitFrom(file: string, root: string, port: number, account: string): st
     .replace(/^User=demo$/m, `User=${account}`)
     .replace(/^Group=demo$/m, `Group=${account}`)
     .replace('PrivateTmp=yes', 'PrivateTmp=no');
-}
-
-/** A real unprivileged account for the app's units, named so that parallel runs never collide. */
-function createAccount(): string {
-  const name = `cutover-t${randomBytes(4).toString('hex')}`;
-  const r = spawnSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', name], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`useradd ${name}: ${(r.stderr || r.error?.message || `exit ${r.status}`).trim()}`);
-  return name;
-}
-
-/** Remove the account and its group (userdel removes a private group itself; groupdel any left). */
-function removeAccount(name: string): void {
-  const u = spawnSync('userdel', [name], { encoding: 'utf8' });
-  const g = spawnSync('getent', ['group', name]).status === 0 ? spawnSync('groupdel', [name], { encoding: 'utf8' }) : undefined;
-  const problems = [u.status === 0 ? '' : `userdel ${name}: ${u.stderr.trim()}`, !g || g.status === 0 ? '' : `groupdel ${name}: ${g.stderr.trim()}`].filter(
-    Boolean,
-  );
-  if (problems.length) throw new Error(problems.join('; '));
-}
-
-function idsOf(name: string): { uid: number; gid: number } {
-  const f = spawnSync('getent', ['passwd', name], { encoding: 'utf8' }).stdout.split(':');
-  return { uid: Number(f[2]), gid: Number(f[3]) };
 }
 
 async function health(port: number): Promise<{ status: number; version?: string } | null> {

@@ -1,0 +1,340 @@
+/**
+ * The whole upgrade, data included, with a real SQLite database and migrations that run as a
+ * real unprivileged account: backups, schema records, failed migrations restored, rollbacks
+ * refused or restored, dry runs and rehearsals that leave the live database byte-identical.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createAccount, idsOf, removeAccount } from '../helpers/accounts.ts';
+import { lastLine, World } from '../helpers/world.ts';
+
+const haveSqlite = spawnSync('sqlite3', ['-version']).status === 0;
+
+function json(stdout: string): Record<string, unknown> {
+  return JSON.parse(lastLine(stdout)) as Record<string, unknown>;
+}
+
+/** An idempotent migration to `schema`: runs `sql` once (PRAGMA user_version tracks it). */
+function migration(schema: number, sql: string, tail = ''): string {
+  return `#!/bin/sh
+set -eu
+db="$CUTOVER_DATABASE"
+mkdir -p "$(dirname "$db")"
+echo "migrating $CUTOVER_SCHEMA_FROM -> $CUTOVER_SCHEMA_TO ($CUTOVER_FROM -> $CUTOVER_TO) as $(id -un)"
+v=$(sqlite3 "$db" 'PRAGMA user_version;')
+if [ "$v" -lt ${schema} ]; then sqlite3 "$db" "BEGIN; ${sql}; PRAGMA user_version=${schema}; COMMIT;"; fi
+${tail}
+`;
+}
+
+const PENDING = `#!/bin/sh
+v=$(sqlite3 "$CUTOVER_DATABASE" 'PRAGMA user_version;')
+[ "$v" -lt 2 ] && echo "0002_add_tag"
+exit 0
+`;
+
+describe('updates with a SQLite database', { skip: haveSqlite ? false : 'sqlite3 is not installed (apt-get install sqlite3)' }, () => {
+  let w: World;
+  let account: string;
+  let db: string;
+  const sql = (q: string): string => {
+    const r = spawnSync('sqlite3', [db, q], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout.trim();
+  };
+  const dump = (): string => sql('.dump');
+  const state = (): Record<string, unknown> => JSON.parse(readFileSync(path.join(w.root, '.cutover', 'state.json'), 'utf8')) as Record<string, unknown>;
+
+  before(async () => {
+    account = createAccount();
+    w = await World.create();
+    chmodSync(w.dir, 0o755);
+    db = path.join(w.root, 'runtime', 'data', 'demo.db');
+    w.writeConfig({
+      top: `user = "${account}"`,
+      trust: `\n[database]\nkind = "sqlite"\npath = "runtime/data/demo.db"\n\n[backup]\nkeep = 5\n\n[migrate]\ntimeout = "20s"\n`,
+    });
+    await w.publish('1.0.0', {
+      files: { 'bin/migrate': migration(1, 'CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)') },
+      manifest: { schema: 1, migrate: ['bin/migrate'] },
+    });
+    await w.publish('2.0.0', {
+      files: { 'bin/migrate': migration(2, 'ALTER TABLE notes ADD COLUMN tag TEXT'), 'bin/pending': PENDING },
+      manifest: { schema: 2, migrate: ['bin/migrate'], migrate_pending: ['bin/pending'] },
+    });
+  });
+  after(async () => {
+    await w.close();
+    removeAccount(account);
+  });
+
+  test('a first install runs the migration as the app user and records schema 1; nothing to back up yet', async () => {
+    const r = await w.run(['update', '--version', 'v1.0.0', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const st = statSync(db);
+    assert.deepEqual({ uid: st.uid, gid: st.gid }, idsOf(account));
+    assert.equal(sql('PRAGMA user_version'), '1');
+    assert.match(r.stderr, new RegExp(`Migrating the database: schema \\(none\\) -> 1 \\(bin/migrate, as ${account}; log (\\S+)\\)`));
+    const log = /; log (\S+)\)/.exec(r.stderr)![1]!;
+    assert.match(readFileSync(log, 'utf8'), new RegExp(`migrating {2}-> 1 \\( -> 1\\.0\\.0\\) as ${account}`));
+    const s = state();
+    assert.equal((s.database as { schema: number }).schema, 1);
+    assert.deepEqual(s.backups, []);
+    sql("INSERT INTO notes(body) VALUES ('kept across upgrades')");
+  });
+
+  test('dry run: the schema change, the backup and its size, the migration and the pending list; nothing changes', async () => {
+    const before = dump();
+    const bytes = readFileSync(db);
+    const snap = w.snapshot();
+    const r = await w.run(['update', '--version', 'v2.0.0', '--dry-run']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /schema: +1 -> 2/);
+    assert.match(r.stdout, /backup: +.*backups\/.*-v1\.0\.0\.db \(about \d/);
+    assert.match(r.stdout, /migrate: +bin\/migrate/);
+    assert.match(r.stdout, /pending: +0002_add_tag/);
+    assert.deepEqual(readFileSync(db), bytes);
+    assert.equal(dump(), before);
+    assert.deepEqual(w.snapshot(), snap);
+  });
+
+  test('--rehearse migrates a copy as the app user and leaves the live database byte-identical', async () => {
+    const bytes = readFileSync(db);
+    const r = await w.run(['update', '--version', 'v2.0.0', '--dry-run', '--rehearse', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(json(r.stdout).rehearsed !== undefined, true);
+    assert.deepEqual(readFileSync(db), bytes);
+    assert.equal(sql('PRAGMA user_version'), '1');
+  });
+
+  test('update to a new schema: backup (0600 in a 0700 dir, checksummed), migration, schema recorded', async () => {
+    const r = await w.run(['update', '--version', 'v2.0.0', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = json(r.stdout);
+    assert.deepEqual(out.schema, { from: 1, to: 2 });
+    const kinds = (out.steps as Array<{ kind: string }>).map((s) => s.kind);
+    assert.deepEqual(kinds.slice(kinds.indexOf('backup')), ['backup', 'switch', 'migrate', 'record-schema']);
+    assert.equal(sql('PRAGMA user_version'), '2');
+    assert.equal(sql('SELECT body FROM notes'), 'kept across upgrades');
+    const list = json((await w.run(['backups', '--json'])).stdout).backups as Array<Record<string, unknown>>;
+    assert.equal(list.length, 1);
+    const b = list[0]!;
+    assert.equal(b.version, '1.0.0');
+    assert.equal(b.schema, 1);
+    assert.equal(b.protects, '1.0.0');
+    const file = b.file as string;
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.equal(statSync(path.dirname(file)).mode & 0o777, 0o700);
+    const sum = spawnSync('sha256sum', [file], { encoding: 'utf8' }).stdout.split(' ')[0];
+    assert.equal(sum, b.sha256);
+    assert.equal((state().database as { schema: number }).schema, 2);
+  });
+
+  test('rollback to a release whose schema the database has left is refused, naming both schemas and the backup', async () => {
+    const before = dump();
+    const snap = w.snapshot();
+    const r = await w.run(['rollback']);
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /E_ROLLBACK_SCHEMA: v1\.0\.0 runs on schema 1, but the database is on schema 2/);
+    assert.match(r.stderr, /rollback --restore` puts back backup \S+-v1\.0\.0/);
+    assert.equal(dump(), before);
+    assert.deepEqual(w.snapshot(), snap);
+  });
+
+  test('rollback --restore without a terminal needs --yes, and refuses before touching anything', async () => {
+    const snap = w.snapshot();
+    const r = await w.run(['rollback', '--restore']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /E_USAGE: rollback --restore replaces the database and needs confirmation/);
+    assert.deepEqual(w.snapshot(), snap);
+  });
+
+  test('rollback --restore --yes puts back the data of v1.0.0 and records schema 1; what it replaced is kept', async () => {
+    sql("INSERT INTO notes(body, tag) VALUES ('written on v2', 'x')");
+    const r = await w.run(['rollback', '--restore', '--yes', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFileSync(path.join(w.root, 'current', 'release.json'), 'utf8').includes('"1.0.0"'), true);
+    assert.equal(sql('PRAGMA user_version'), '1');
+    assert.equal(sql('SELECT body FROM notes'), 'kept across upgrades');
+    assert.deepEqual(idsOf(account), { uid: statSync(db).uid, gid: statSync(db).gid });
+    assert.ok(!existsSync(`${db}-wal`));
+    assert.equal((state().database as { schema: number }).schema, 1);
+    const reasons = (json((await w.run(['backups', '--json'])).stdout).backups as Array<{ reason: string }>).map((b) => b.reason);
+    assert.deepEqual(reasons, ['update', 'restore']);
+  });
+
+  test('a migration that applies part of its work and fails: the database holds exactly what it held, current goes back', async () => {
+    await w.publish('3.0.0', {
+      files: {
+        'bin/migrate': migration(
+          2,
+          'ALTER TABLE notes ADD COLUMN tag TEXT',
+          `sqlite3 "$db" "INSERT INTO notes(body) VALUES ('half-done')"\necho 'migration 0003 failed: disk on fire' >&2\nexit 3`,
+        ),
+      },
+      manifest: { schema: 3, migrate: ['bin/migrate'] },
+    });
+    const before = dump();
+    const r = await w.run(['update', '--version', 'v3.0.0']);
+    assert.equal(r.code, 8, r.stderr);
+    const line = lastLine(r.stderr);
+    assert.match(line, /E_MIGRATE_FAILED: the migration of v3\.0\.0 \(schema 1 -> 3\) exited with status 3/);
+    assert.match(line, /log: \S+\/\.cutover\/logs\/migrate-v3\.0\.0-\S+\.log/);
+    assert.match(line, /restored the database from backup \S+-v1\.0\.0/);
+    assert.equal(dump(), before);
+    assert.match(readFileSync(path.join(w.root, 'current', 'release.json'), 'utf8'), /"1\.0\.0"/);
+    const log = /log: (\S+\.log)/.exec(line)![1]!;
+    assert.match(readFileSync(log, 'utf8'), /disk on fire/);
+    assert.ok(!existsSync(path.join(w.root, 'releases', 'v3.0.0')));
+    assert.equal((state().database as { schema: number }).schema, 1);
+  });
+
+  test('a newer release with a lower schema than the database is refused (exit 5), nothing installed', async () => {
+    await w.publish('3.1.0', { manifest: { schema: 0 } });
+    const snap = w.snapshot();
+    const r = await w.run(['update', '--version', 'v3.1.0']);
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr, /E_SCHEMA_DOWNGRADE: v3\.1\.0 runs on schema 0, but the database is on schema 1/);
+    assert.deepEqual(w.snapshot(), snap);
+  });
+
+  test('an index that says another schema than the signed release.json is refused (exit 3)', async () => {
+    await w.publish('3.2.0', {
+      manifest: { schema: 2, migrate: ['bin/migrate'] },
+      files: { 'bin/migrate': migration(2, 'SELECT 1') },
+      indexExtra: { schema: 1 },
+    });
+    const snap = w.snapshot();
+    const r = await w.run(['update', '--version', 'v3.2.0']);
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /E_INDEX_MISMATCH: the index says v3\.2\.0 has schema 1, its signed release\.json says 2/);
+    assert.deepEqual(w.snapshot(), snap);
+  });
+
+  test('a backup that fails its checksum is never restored (exit 6), nothing changed', async () => {
+    const list = json((await w.run(['backups', '--json'])).stdout).backups as Array<{ id: string; file: string }>;
+    const b = list[0]!;
+    const bytes = readFileSync(b.file);
+    bytes[bytes.length - 1] = bytes.at(-1)! ^ 0xff;
+    writeFileSync(b.file, bytes);
+    const before = dump();
+    const r = await w.run(['restore', b.id, '--yes', '--ignore-schema']);
+    assert.equal(r.code, 6, r.stderr);
+    assert.match(r.stderr, /E_BACKUP_CORRUPT: backup \S+ \(\S+\) has sha256 [0-9a-f]{64}, not the [0-9a-f]{64} recorded/);
+    assert.equal(dump(), before);
+  });
+});
+
+describe('a SQLite migration killed with cutover, a compatible rollback, --ignore-schema', { skip: haveSqlite ? false : 'sqlite3 is not installed' }, () => {
+  let w: World;
+  let account: string;
+  let db: string;
+  const sql = (q: string): string => {
+    const r = spawnSync('sqlite3', [db, q], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout.trim();
+  };
+  const current = (): string => (JSON.parse(readFileSync(path.join(w.root, 'current', 'release.json'), 'utf8')) as { version: string }).version;
+  const state = (): Record<string, unknown> => JSON.parse(readFileSync(path.join(w.root, '.cutover', 'state.json'), 'utf8')) as Record<string, unknown>;
+
+  before(async () => {
+    account = createAccount();
+    w = await World.create();
+    chmodSync(w.dir, 0o755);
+    db = path.join(w.root, 'runtime', 'data', 'demo.db');
+    w.writeConfig({ top: `user = "${account}"`, trust: `\n[database]\nkind = "sqlite"\npath = "runtime/data/demo.db"\n` });
+    await w.publish('1.0.0', {
+      files: { 'bin/migrate': migration(1, 'CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)') },
+      manifest: { schema: 1, migrate: ['bin/migrate'] },
+    });
+    const r = await w.run(['update', '--version', 'v1.0.0']);
+    assert.equal(r.code, 0, r.stderr);
+    sql("INSERT INTO notes(body) VALUES ('before')");
+  });
+  after(async () => {
+    await w.close();
+    removeAccount(account);
+  });
+
+  test('SIGKILL during the migration: the next command ends the migration left running, restores the backup, switches back', async () => {
+    const marker = path.join(w.root, 'runtime', 'data', 'migrating');
+    await w.publish('2.0.0', {
+      files: {
+        'bin/migrate': migration(
+          2,
+          'ALTER TABLE notes ADD COLUMN tag TEXT',
+          `sqlite3 "$db" "INSERT INTO notes(body) VALUES ('half-done')"\ntouch ${marker}\nexec sleep 600`,
+        ),
+      },
+      manifest: { schema: 2, migrate: ['bin/migrate'] },
+    });
+    const before = sql('.dump');
+    const { child, done } = w.spawn(['update', '--version', 'v2.0.0']);
+    await waitFor(() => existsSync(marker), 60_000);
+    const left = JSON.parse(readFileSync(path.join(w.root, '.cutover', 'migrate.pid'), 'utf8')) as { pid: number };
+    child.kill('SIGKILL');
+    await done;
+    assert.ok(existsSync(`/proc/${left.pid}`), 'the migration outlives a SIGKILLed cutover (own process group)');
+    assert.equal(current(), '2.0.0');
+    const r = await w.run(['gc']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /killed the migration left running \(pid \d+\)/);
+    assert.match(r.stderr, /restored the database from backup/);
+    assert.ok(
+      !existsSync(`/proc/${left.pid}`) || readFileSync(`/proc/${left.pid}/stat`, 'utf8').split(') ')[1]!.startsWith('Z'),
+      'the leftover migration is gone',
+    );
+    assert.equal(sql('.dump'), before);
+    assert.equal(current(), '1.0.0');
+    assert.equal(state().journal, null);
+    assert.equal((state().database as { schema: number }).schema, 1);
+  });
+
+  test('a release whose migrations only expand: rollback runs without a restore and keeps the recorded schema', async () => {
+    await w.publish('2.1.0', {
+      files: { 'bin/migrate': migration(2, 'ALTER TABLE notes ADD COLUMN tag TEXT') },
+      manifest: { schema: 2, rollback_safe_schema: 1, migrate: ['bin/migrate'] },
+    });
+    let r = await w.run(['update', '--version', 'v2.1.0']);
+    assert.equal(r.code, 0, r.stderr);
+    sql("INSERT INTO notes(body, tag) VALUES ('on v2.1', 't')");
+    r = await w.run(['rollback', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(current(), '1.0.0');
+    assert.equal(sql("SELECT count(*) FROM notes WHERE body = 'on v2.1'"), '1', 'no restore: what v2.1 wrote is still there');
+    assert.deepEqual(
+      (json(r.stdout).steps as Array<{ kind: string }>).map((s) => s.kind),
+      ['check-retained', 'switch'],
+    );
+    assert.equal((state().database as { schema: number }).schema, 2);
+  });
+
+  test('--ignore-schema switches the code only, onto a schema the release was not built for', async () => {
+    await w.publish('3.0.0', {
+      files: { 'bin/migrate': migration(3, 'CREATE TABLE tags(name TEXT)') },
+      manifest: { schema: 3, migrate: ['bin/migrate'] },
+    });
+    let r = await w.run(['update', '--version', 'v3.0.0']);
+    assert.equal(r.code, 0, r.stderr);
+    r = await w.run(['rollback', '--to', 'v1.0.0']);
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /E_ROLLBACK_SCHEMA/);
+    r = await w.run(['rollback', '--to', 'v1.0.0', '--ignore-schema']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /--ignore-schema: switching the code only; the database stays on schema 3/);
+    assert.equal(current(), '1.0.0');
+    assert.equal(sql('PRAGMA user_version'), '3');
+    assert.equal((state().database as { schema: number }).schema, 3);
+  });
+});
+
+async function waitFor(cond: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
