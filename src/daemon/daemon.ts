@@ -127,7 +127,13 @@ async function checkOnce(config: Config, reporter: JournalReporter, now: Date, s
         `v${d.newest.version} is also available (${bump(d.target.version, d.newest.version)} update); daemon.auto = "${config.daemon.auto}" leaves it to a manual \`update\``,
       );
     }
-    const r = await runUpdate(config, services, { version: d.target.version, dryRun: false, allowDowngrade: false, signal: stop });
+    const r = await runUpdate(config, services, {
+      version: d.target.version,
+      dryRun: false,
+      allowDowngrade: false,
+      signal: stop,
+      allowSchemaChange: config.daemon.migrations === 'auto',
+    });
     reporter.step(`installed v${r.to} (was ${r.from ? `v${r.from}` : 'none'})`);
     return `installed v${r.to}`;
   } finally {

@@ -172,7 +172,7 @@ function notInstalled(exit: Exit): boolean {
 }
 
 async function writeAll(fh: FileHandle, chunk: Buffer): Promise<void> {
-  for (let off = 0; off < chunk.length;) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+  for (let off = 0; off < chunk.length; ) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
 }
 
 function duration(ms: number): string {
@@ -207,18 +207,26 @@ const CREATE_SCRATCH = `SELECT format('CREATE DATABASE %I TEMPLATE template0 ENC
  * so that what the backup lacks goes too. Not for a superuser (it owns the system's objects), nor
  * for a role that holds privileges on shared objects (another database, a tablespace, a
  * parameter), which DROP OWNED would revoke cluster-wide and the backup cannot give back: those
- * restores are `--clean` only, which replaces what the backup holds and leaves what it lacks.
+ * restores are `--clean` only, which replaces what the backup holds and leaves what it lacks; they
+ * lock the tables first, so that a session in the way fails them after lock_timeout there too.
  */
 function restorePrelude(lockMs: number): string {
   return `SET client_min_messages = error;
 BEGIN;
 SET lock_timeout = ${Math.max(1, Math.round(lockMs))};
-DO $cutover$ BEGIN
+DO $cutover$ DECLARE rel record; BEGIN
   IF NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER)
      AND NOT EXISTS (SELECT FROM pg_catalog.pg_shdepend s
                       WHERE s.dbid = 0 AND s.deptype = 'a' AND s.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass
                         AND s.refobjid = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER)) THEN
-    NULL;
+    DROP OWNED BY CURRENT_USER;
+  ELSE
+    -- What --clean drops: lock it now, under lock_timeout (the script sets lock_timeout to 0).
+    FOR rel IN SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+                  AND pg_catalog.pg_has_role(c.relowner, 'USAGE') LOOP
+      EXECUTE pg_catalog.format('LOCK TABLE %I.%I IN ACCESS EXCLUSIVE MODE', rel.nspname, rel.relname);
+    END LOOP;
   END IF;
 END $cutover$;
 `;
@@ -262,8 +270,7 @@ export function postgresDriver(opts: { url: string; user: RunUser | undefined; t
   const dumpTool = (signal: AbortSignal): Running =>
     launch(tool(db, 'pg_dump', ['--format=custom', `--lock-wait-timeout=${Math.max(1, Math.round(t.lockMs))}`]), user, ['ignore', 'pipe', 'pipe'], signal);
 
-  const stopped = (caller: AbortSignal | undefined, ms: number): string =>
-    caller?.aborted ? 'it was interrupted' : `it did not finish within ${duration(ms)}`;
+  const stopped = (caller: AbortSignal | undefined, ms: number): string => (caller?.aborted ? 'it was interrupted' : `it did not finish within ${duration(ms)}`);
 
   return {
     kind: 'postgres',
@@ -308,15 +315,9 @@ export function postgresDriver(opts: { url: string; user: RunUser | undefined; t
         const [exit] = await Promise.all([dump.exit, copying]);
         const errno = errnoCode(writeError);
         if (errno === 'ENOSPC' || errno === 'EDQUOT' || errno === 'EFBIG') {
-          throw fail(
-            'E_BACKUP_FAILED',
-            `no space left writing the backup ${file} of ${describe}`,
-            'free disk space on the filesystem holding the backups and retry',
-            writeError,
-          );
+          throw fail('E_BACKUP_FAILED', `no space left writing the backup ${file} of ${describe}`, 'free disk space on the filesystem holding the backups and retry', writeError);
         }
-        if (sig.aborted)
-          throw fail('E_BACKUP_FAILED', `the backup of ${describe} was stopped: ${stopped(signal, t.transferMs)}`, 'retry when the database answers');
+        if (sig.aborted) throw fail('E_BACKUP_FAILED', `the backup of ${describe} was stopped: ${stopped(signal, t.transferMs)}`, 'retry when the database answers');
         if (exit.code !== 0) {
           const why = lastError(exit);
           throw fail(
@@ -328,17 +329,14 @@ export function postgresDriver(opts: { url: string; user: RunUser | undefined; t
               : toolHint(exit, `${reachHint}, with a pg_dump as new as the server, then retry`),
           );
         }
-        if (writeError !== undefined)
-          throw fail('E_BACKUP_FAILED', `cannot write the backup ${file}: ${(writeError as Error).message}`, 'check the backup directory and retry');
+        if (writeError !== undefined) throw fail('E_BACKUP_FAILED', `cannot write the backup ${file}: ${(writeError as Error).message}`, 'check the backup directory and retry');
         await fh.sync();
         closed = true;
         await fh.close();
       } catch (e) {
         if (!closed) await fh.close().catch(() => undefined);
         await rm(file, { force: true });
-        throw e instanceof CutoverError
-          ? e
-          : fail('E_BACKUP_FAILED', `cannot write the backup ${file}: ${(e as Error).message}`, 'check the backup directory and retry', e);
+        throw e instanceof CutoverError ? e : fail('E_BACKUP_FAILED', `cannot write the backup ${file}: ${(e as Error).message}`, 'check the backup directory and retry', e);
       }
     },
 
@@ -366,8 +364,7 @@ export function postgresDriver(opts: { url: string; user: RunUser | undefined; t
           let stdout = '';
           run.child.stdout?.on('data', (d: Buffer) => (stdout = (stdout + d.toString()).slice(-1024 * 1024)));
           const exit = await run.exit;
-          if (exit.spawnError)
-            throw fail('E_BACKUP_FAILED', `cannot check the backup ${file}: ${lastError(exit)}`, toolHint(exit, 'check the PostgreSQL client tools'));
+          if (exit.spawnError) throw fail('E_BACKUP_FAILED', `cannot check the backup ${file}: ${lastError(exit)}`, toolHint(exit, 'check the PostgreSQL client tools'));
           if (signal.aborted) throw corrupt(stopped(undefined, t.transferMs));
           if (exit.code !== 0) throw corrupt(lastError(exit));
           return { ...exit, stdout };
@@ -417,8 +414,7 @@ export function postgresDriver(opts: { url: string; user: RunUser | undefined; t
         const [s, a] = await Promise.all([script.exit, apply.exit, feeding]);
         if (!signal.aborted && s.code === 0 && a.code === 0) return;
         if (signal.aborted) throw failed(stopped(undefined, t.transferMs), 'find out why the server is so slow (locks, load), then retry');
-        if (scriptFailed || s.spawnError)
-          throw failed(`pg_restore cannot read the backup: ${lastError(s)}`, toolHint(s, 'restore another backup from `backups`'));
+        if (scriptFailed || s.spawnError) throw failed(`pg_restore cannot read the backup: ${lastError(s)}`, toolHint(s, 'restore another backup from `backups`'));
         const why = lastError(a);
         throw failed(
           why,
@@ -459,7 +455,12 @@ export function postgresDriver(opts: { url: string; user: RunUser | undefined; t
       const sig = AbortSignal.any([signal, AbortSignal.timeout(t.transferMs)]);
       try {
         const dump = dumpTool(sig);
-        const load = launch(tool(scratch, 'pg_restore', ['--no-owner', '--single-transaction', '--exit-on-error']), user, ['pipe', 'ignore', 'pipe'], sig);
+        const load = launch(
+          tool(scratch, 'pg_restore', ['--no-owner', '--single-transaction', '--exit-on-error']),
+          user,
+          ['pipe', 'ignore', 'pipe'],
+          sig,
+        );
         const copying = pipeline(dump.child.stdout!, load.child.stdin!).catch(() => {
           dump.child.kill('SIGTERM');
           load.child.kill('SIGTERM');

@@ -5,6 +5,7 @@ import { readCurrent } from '../layout/swap.ts';
 import { readState } from '../state/state.ts';
 import { decide, type Decision } from './policy.ts';
 import type { Services } from './services.ts';
+import { contractOf, schemaLevel } from './schema-facts.ts';
 import { fetchIndex } from './update.ts';
 
 export interface CheckResult {
@@ -29,7 +30,20 @@ export async function assess(
   const current = await readCurrent(layout);
   const state = await readState(layout);
   const index = await fetchIndex(config, services, signal);
-  return { current, decision: decide({ current, releases: index.releases, bad: state.bad, auto: config.daemon.auto, window: config.daemon.window, now }) };
+  const db = schemaLevel(state, current ? await contractOf(layout, current) : null);
+  return {
+    current,
+    decision: decide({
+      current,
+      releases: index.releases,
+      bad: state.bad,
+      auto: config.daemon.auto,
+      window: config.daemon.window,
+      now,
+      migrations: config.daemon.migrations,
+      schema: db?.schema ?? null,
+    }),
+  };
 }
 
 /** `check`. */

@@ -47,6 +47,8 @@ export interface DataFacts {
   backupKeep: number;
   /** About how large a backup would be. */
   estimate: number;
+  /** The daemon with migrations = "manual": a schema change is refused. */
+  manual?: boolean;
   /** Dry run: list pending migrations; --rehearse: migrate a copy. */
   dryRun?: { pending: boolean; rehearse: boolean };
 }
@@ -189,6 +191,12 @@ function schemaChange(f: UpdateFacts, d: DataFacts): { from: number | null; to: 
   if (d.target.migrate && d.user === null) {
     throw new CutoverError('E_CONFIG', `v${f.release.version} declares a migration, but the config names no \`user\` to run it as`, {
       hint: 'set `user` in cutover.toml to the account the app runs as (migrations never run as root); nothing was changed',
+    });
+  }
+  if (d.manual) {
+    throw new CutoverError('E_SCHEMA_MANUAL', `v${f.release.version} changes the database schema (${db?.schema ?? 'none'} -> ${to}); daemon.migrations = "manual"`, {
+      hint: `run \`update --version v${f.release.version}\` by hand (see \`update --dry-run\` first); nothing was changed`,
+      details: { schema: to, database: db?.schema ?? null },
     });
   }
   if (f.activation.skipped) {

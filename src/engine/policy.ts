@@ -20,6 +20,10 @@ export interface DecideInput {
   auto: AutoPolicy;
   window: MaintenanceWindow | undefined;
   now: Date;
+  /** manual: never a release that changes the database's schema, nor a path of upgrade stops. */
+  migrations?: 'manual' | 'auto';
+  /** The database's schema as recorded (null: none). */
+  schema?: number | null;
 }
 
 /** How far `to` is from `from`: the part of the version that changed. */
@@ -43,9 +47,21 @@ export function decide(input: DecideInput): Decision {
   const newer = stable.filter((r) => semver.gt(r.version, current));
   if (!newer.length) return { action: 'none', ...(newest ? { newest } : {}), reason: `v${current} is the newest release` };
   const allowed = newer.filter((r) => RANK[bump(current, r.version)] <= RANK[input.auto]);
-  const good = allowed.filter((r) => !input.bad.includes(r.version));
+  const unbad = allowed.filter((r) => !input.bad.includes(r.version));
+  const manual = (r: ReleaseEntry): string | null => {
+    if (input.migrations === 'auto') return null;
+    if (r.schema !== undefined && r.schema !== (input.schema ?? null)) return `changes the database schema (${input.schema ?? 'none'} -> ${r.schema})`;
+    if (r.upgradeFrom !== undefined && !semver.satisfies(current, r.upgradeFrom, { includePrerelease: true })) return `needs upgrade stops (it upgrades only from ${r.upgradeFrom})`;
+    return null;
+  };
+  const good = unbad.filter((r) => manual(r) === null);
   const target = good[0];
   const base = { ...(newest ? { newest } : {}) };
+  const held = unbad[0];
+  if (held && held !== target && manual(held)) {
+    const why = `v${held.version} ${manual(held)}; daemon.migrations = "manual" leaves it to \`update\` by hand`;
+    if (!target) return { action: 'none', ...base, reason: why };
+  }
   if (!target) {
     const n = newer[0]!;
     if (allowed.length) return { action: 'none', ...base, reason: `v${allowed[0]!.version} is marked bad; waiting for a newer release` };

@@ -25,6 +25,7 @@ import { execute, executeDryRun, type Executed } from './executor.ts';
 import { guardInstallRoot } from './guard.ts';
 import { commitIndex, planUpdate, type DataFacts, type DiskFacts, type UpdateFacts, type UpdatePlan } from './plan.ts';
 import { recover } from './recover.ts';
+import { upgradePath } from './upgrade-path.ts';
 import type { Services } from './services.ts';
 import { contractOf, NO_CONTRACT, schemaLevel } from './schema-facts.ts';
 import { describeStep, type Step } from './steps.ts';
@@ -40,6 +41,8 @@ export interface UpdateOptions {
   force?: boolean;
   /** Dry run: also run the migration against a scratch copy of the database. */
   rehearse?: boolean;
+  /** false (the daemon with migrations = "manual"): refuse a release that changes the schema. */
+  allowSchemaChange?: boolean;
   signal: AbortSignal;
 }
 
@@ -61,6 +64,8 @@ export interface UpdateResult {
   backup: { id: string; file: string; estimatedBytes: number } | null;
   pending?: string[];
   rehearsed?: { ms: number };
+  /** Required upgrade stops: every hop, the target last (a dry run ran the first). */
+  path?: string[];
   verified?: { identity: string; issuer: string; trust: string };
   download?: { bytes: number; sha256: string };
   extracted?: { files: number; bytes: number };
@@ -95,37 +100,74 @@ export async function runUpdate(config: Config, services: Services, opts: Update
     const { state } = await recover(config, services, layout);
     const index = await fetchIndex(config, services, opts.signal);
     const release = resolveRelease(index, opts.version);
-    const { plan, facts } = await makePlan(config, layout, state, release, opts, true, services.clock.now());
-    if (plan.action === 'noop') {
-      services.reporter.step(`${config.app} v${plan.to} is already current; nothing to do`);
-      await appendHistory(layout, { at: new Date(services.clock.now()).toISOString(), op: 'update', from: plan.from, to: plan.to, result: 'noop' });
-      return result(config, plan, false, null, services.clock.now() - started, facts);
+    const from = await readCurrent(layout);
+    const hops = upgradePath(index.releases, from, release, state.bad);
+    if (hops.length > 1) services.reporter.step(describePath(release, from, hops));
+    let last: UpdateResult | undefined;
+    for (const [i, hop] of hops.entries()) {
+      try {
+        last = await updateOnce(config, services, opts, layout, state, hop, started);
+      } catch (e) {
+        throw hops.length > 1 ? hopFailed(e, i, hops, from) : e;
+      }
     }
-    const ctx = engineContext(config, services, layout, state, opts.signal);
-    const done = await execute(ctx, {
-      op: 'update',
-      from: plan.from,
-      to: plan.to,
-      steps: plan.steps,
-      recovery: 'undo',
-      commitAt: commitIndex(plan.steps),
-      replan: replanner(facts, release),
-    });
-    services.reporter.step(`${config.app} is now on v${plan.to}${plan.from ? ` (was v${plan.from}; \`rollback\` returns to it)` : ''}`);
-    return result(config, plan, false, done, services.clock.now() - started, facts);
+    return { ...last!, ...(hops.length > 1 ? { path: hops.map((h) => h.version) } : {}) };
   } finally {
     lock.release();
   }
 }
 
+/** One hop: a full update to `release`, journaled. */
+async function updateOnce(config: Config, services: Services, opts: UpdateOptions, layout: Layout, state: State, release: ReleaseEntry, started: number): Promise<UpdateResult> {
+  const { plan, facts } = await makePlan(config, layout, state, release, opts, true, services.clock.now());
+  if (plan.action === 'noop') {
+    services.reporter.step(`${config.app} v${plan.to} is already current; nothing to do`);
+    await appendHistory(layout, { at: new Date(services.clock.now()).toISOString(), op: 'update', from: plan.from, to: plan.to, result: 'noop' });
+    return result(config, plan, false, null, services.clock.now() - started, facts);
+  }
+  const ctx = engineContext(config, services, layout, state, opts.signal);
+  const done = await execute(ctx, {
+    op: 'update',
+    from: plan.from,
+    to: plan.to,
+    steps: plan.steps,
+    recovery: 'undo',
+    commitAt: commitIndex(plan.steps),
+    replan: replanner(facts, release),
+  });
+  services.reporter.step(`${config.app} is now on v${plan.to}${plan.from ? ` (was v${plan.from}; \`rollback\` returns to it)` : ''}`);
+  return result(config, plan, false, done, services.clock.now() - started, facts);
+}
+
+function describePath(target: ReleaseEntry, from: string | null, hops: ReleaseEntry[]): string {
+  return `v${target.version} upgrades only from ${target.upgradeFrom}: the path is ${[from, ...hops.map((h) => h.version)].map((v) => `v${v}`).join(' -> ')}, each hop a full update`;
+}
+
+/** A hop failed (and was undone): say where the update stands and what is left. */
+function hopFailed(e: unknown, i: number, hops: ReleaseEntry[], from: string | null): unknown {
+  if (!(e instanceof CutoverError)) return e;
+  const standing = i === 0 ? from : hops[i - 1]!.version;
+  const left = hops.slice(i).map((h) => `v${h.version}`);
+  return new CutoverError(e.code, `${e.message}; the update stopped on ${standing ? `v${standing}` : '(none)'} (hop ${i + 1} of ${hops.length} failed); left to do: ${left.join(' -> ')}`, {
+    ...(e.hint !== undefined ? { hint: e.hint } : {}),
+    cause: e,
+    details: { ...e.details, standing, left: hops.slice(i).map((h) => h.version) },
+  });
+}
+
 async function dryRun(config: Config, services: Services, opts: UpdateOptions, layout: Layout, started: number): Promise<UpdateResult> {
   const state = await readState(layout);
   const index = await fetchIndex(config, services, opts.signal);
-  const release = resolveRelease(index, opts.version);
+  const target = resolveRelease(index, opts.version);
+  const hops = upgradePath(index.releases, await readCurrent(layout), target, state.bad);
+  // A path: the first hop is what would run first; the later ones depend on it.
+  const release = hops[0]!;
+  if (hops.length > 1) services.reporter.step(describePath(target, await readCurrent(layout), hops));
+  const pathOf = hops.length > 1 ? { path: hops.map((h) => h.version) } : {};
   const { plan, facts } = await makePlan(config, layout, state, release, opts, false, services.clock.now());
   if (plan.action === 'noop') {
     services.reporter.step(`${config.app} v${plan.to} is already current; an update would do nothing`);
-    return result(config, plan, true, null, services.clock.now() - started, facts);
+    return { ...result(config, plan, true, null, services.clock.now() - started, facts), ...pathOf };
   }
   // Another user's TMPDIR (sudo -E) could swap the sandbox for a link mid-download: refuse it.
   const tmp = path.resolve(tmpdir());
@@ -144,7 +186,7 @@ async function dryRun(config: Config, services: Services, opts: UpdateOptions, l
       commitAt: commitIndex(plan.steps),
       replan: replanner(facts, release),
     });
-    return result(config, plan, true, done, services.clock.now() - started, facts);
+    return { ...result(config, plan, true, done, services.clock.now() - started, facts), ...pathOf };
   } finally {
     await rm(sandbox, { recursive: true, force: true });
   }
@@ -222,6 +264,7 @@ async function dataFacts(
     backupKeep: config.backup.keep,
     estimate: driver ? await driver.estimateBytes() : 0,
     ...(opts.dryRun ? { dryRun: { pending: true, rehearse: !!opts.rehearse } } : {}),
+    ...(opts.allowSchemaChange === false ? { manual: true } : {}),
   };
 }
 

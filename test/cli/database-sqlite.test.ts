@@ -338,3 +338,72 @@ async function waitFor(cond: () => boolean, ms: number): Promise<void> {
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+describe('required upgrade stops, and the daemon leaving a schema change alone', { skip: haveSqlite ? false : 'sqlite3 is not installed' }, () => {
+  let w: World;
+  let account: string;
+  let db: string;
+  const sql = (q: string): string => spawnSync('sqlite3', [db, q], { encoding: 'utf8' }).stdout.trim();
+  const current = (): string => (JSON.parse(readFileSync(path.join(w.root, 'current', 'release.json'), 'utf8')) as { version: string }).version;
+  const step = (schema: number, extra: Record<string, unknown> = {}, tail = '') => ({
+    files: { 'bin/migrate': migration(schema, `CREATE TABLE t${schema}(x)`, tail) },
+    manifest: { schema, migrate: ['bin/migrate'], ...extra },
+    indexExtra: { schema, ...(extra.upgrade_from ? { upgrade_from: extra.upgrade_from } : {}) },
+  });
+
+  before(async () => {
+    account = createAccount();
+    w = await World.create();
+    chmodSync(w.dir, 0o755);
+    db = path.join(w.root, 'runtime', 'data', 'demo.db');
+    w.writeConfig({ keep: 5, top: `user = "${account}"`, trust: `\n[database]\nkind = "sqlite"\npath = "runtime/data/demo.db"\n\n[daemon]\nauto = "major"\n` });
+    await w.publish('1.0.0', step(1));
+    const r = await w.run(['update', '--version', 'v1.0.0']);
+    assert.equal(r.code, 0, r.stderr);
+    await w.publish('1.4.0', step(2));
+    await w.publish('1.5.0', step(3));
+    await w.publish('2.0.0', step(4, { upgrade_from: '>=1.4.0' }));
+  });
+  after(async () => {
+    await w.close();
+    removeAccount(account);
+  });
+
+  test('check (and so the daemon, migrations = "manual") leaves a schema change to a manual update', async () => {
+    const r = await w.run(['check', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const c = json(r.stdout);
+    assert.equal(c.daemon, 'none');
+    assert.match(c.reason as string, /changes the database schema \(1 -> [0-9]\); daemon\.migrations = "manual" leaves it to `update` by hand/);
+  });
+
+  test('the dry run prints the path; update walks it hop by hop, each a full update with its own backup', async () => {
+    const dry = await w.run(['update', '--version', 'v2.0.0', '--dry-run', '--json']);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.deepEqual(json(dry.stdout).path, ['1.5.0', '2.0.0']);
+    assert.match(dry.stderr, /v2\.0\.0 upgrades only from >=1\.4\.0: the path is v1\.0\.0 -> v1\.5\.0 -> v2\.0\.0, each hop a full update/);
+    const r = await w.run(['update', '--version', 'v2.0.0', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(json(r.stdout).path, ['1.5.0', '2.0.0']);
+    assert.equal(current(), '2.0.0');
+    assert.equal(sql('PRAGMA user_version'), '4');
+    const backups = json((await w.run(['backups', '--json'])).stdout).backups as Array<{ version: string; schema: number }>;
+    assert.deepEqual(
+      backups.map((b) => [b.version, b.schema]),
+      [
+        ['1.0.0', 1],
+        ['1.5.0', 3],
+      ],
+    );
+  });
+
+  test('a path whose second hop fails: the first hop stays, the failed one is undone, exit 8 says where it stands', async () => {
+    await w.publish('2.5.0', step(5));
+    await w.publish('3.0.0', step(6, { upgrade_from: '>=2.5.0' }, 'echo "0006 failed" >&2; exit 4'));
+    const r = await w.run(['update', '--version', 'v3.0.0']);
+    assert.equal(r.code, 8, r.stderr);
+    assert.match(lastLine(r.stderr), /E_MIGRATE_FAILED: .*; the update stopped on v2\.5\.0 \(hop 2 of 2 failed\); left to do: v3\.0\.0/);
+    assert.equal(current(), '2.5.0');
+    assert.equal(sql('PRAGMA user_version'), '5');
+  });
+});

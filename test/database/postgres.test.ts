@@ -240,6 +240,13 @@ describe('PostgreSQL driver against a real server', { skip: avail.ok ? false : a
       const r = await rejectsWith('E_BACKUP_FAILED', () => d.restore(file));
       assert.match(r.message, /lock timeout/);
       assert.match(r.hint ?? '', /another session holds locks/);
+      // The same for a role that restores without DROP OWNED (see the next test).
+      pg.psql(`GRANT CREATE ON DATABASE postgres TO "${app}"`, { db: 'postgres' });
+      try {
+        assert.match((await rejectsWith('E_BACKUP_FAILED', () => d.restore(file))).message, /lock timeout/);
+      } finally {
+        pg.psql(`REVOKE CREATE ON DATABASE postgres FROM "${app}"`, { db: 'postgres' });
+      }
       const b = await rejectsWith('E_BACKUP_FAILED', () => d.backup(backupFile(db), never));
       assert.match(b.message, /pg_dump .* failed: .*canceling statement due to statement timeout/);
       assert.match(b.hint ?? '', /another session holds a lock/);

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, readlinkSync } from 'node:fs';
+import { chmodSync, existsSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { loadConfig, type Config } from '../../src/config/config.ts';
@@ -46,7 +46,10 @@ describe('schema-changing updates around the units (in-process, fake systemd)', 
     });
     base = await loadConfig(w.configFile);
     await w.publish('1.0.0', { files: { 'bin/migrate': migrate(1, 'CREATE TABLE notes(body TEXT)') }, manifest: { schema: 1, migrate: ['bin/migrate'] } });
-    await w.publish('2.0.0', { files: { 'bin/migrate': migrate(2, 'ALTER TABLE notes ADD COLUMN tag TEXT') }, manifest: { schema: 2, migrate: ['bin/migrate'] } });
+    await w.publish('2.0.0', {
+      files: { 'bin/migrate': migrate(2, 'ALTER TABLE notes ADD COLUMN tag TEXT') },
+      manifest: { schema: 2, migrate: ['bin/migrate'] },
+    });
     await w.publish('2.1.0', {
       files: { 'bin/migrate': migrate(2, 'ALTER TABLE notes ADD COLUMN tag TEXT') },
       manifest: { schema: 2, rollback_safe_schema: 1, migrate: ['bin/migrate'] },
@@ -58,7 +61,12 @@ describe('schema-changing updates around the units (in-process, fake systemd)', 
   });
   beforeEach(async () => {
     const root = path.join(w.dir, `root-${++n}`);
-    config = { ...base, root, backup: { ...base.backup, dir: path.join(root, 'backups') }, database: { kind: 'sqlite', path: path.join(root, 'runtime', 'data', 'demo.db') } };
+    config = {
+      ...base,
+      root,
+      backup: { ...base.backup, dir: path.join(root, 'backups') },
+      database: { kind: 'sqlite', path: path.join(root, 'runtime', 'data', 'demo.db') },
+    };
     s = fakeServices(config.root, w.caFile);
     await update('1.0.0');
     sql("INSERT INTO notes VALUES ('v1 data')");
@@ -109,5 +117,17 @@ describe('schema-changing updates around the units (in-process, fake systemd)', 
     });
     assert.equal(sql('PRAGMA user_version'), '2');
     assert.equal(readlinkSync(path.join(config.root, 'current')), 'releases/v1.0.0');
+  });
+
+  test('the daemon (migrations = "manual") refuses a schema change the index did not announce, once the signed release.json shows it', async () => {
+    const before = sql('.dump');
+    await assert.rejects(
+      runUpdate(config, s, { version: '2.0.0', dryRun: false, allowDowngrade: false, signal: new AbortController().signal, allowSchemaChange: false }),
+      (e: unknown) => e instanceof CutoverError && e.code === 'E_SCHEMA_MANUAL' && e.exitCode === 3 && /changes the database schema \(1 -> 2\)/.test(e.message),
+    );
+    assert.deepEqual(s.serviceManager.calls, []);
+    assert.equal(readlinkSync(path.join(config.root, 'current')), 'releases/v1.0.0');
+    assert.ok(!existsSync(path.join(config.root, 'releases', 'v2.0.0')));
+    assert.equal(sql('.dump'), before);
   });
 });

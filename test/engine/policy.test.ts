@@ -66,3 +66,14 @@ test('windows: day lists, ranges, daily, wrapping midnight; nonsense rejected', 
   assert.equal(inWindow(parseWindow('03:00-05:00')!, new Date(2026, 10, 25, 4, 59)), true);
   for (const bad of ['Funday 02:00-03:00', '25:00-26:00', '02:00-02:00', 'Sun', '2-4']) assert.equal(parseWindow(bad), undefined, bad);
 });
+
+test('migrations = "manual" (the default): a schema change or a path of stops is left to a manual update; "auto" takes them', () => {
+  const schemaRel = [rel('1.3.0'), { ...rel('1.3.1'), schema: 2 }, { ...rel('1.3.2'), upgradeFrom: '>=1.3.1' }];
+  const manual = decide({ ...base, releases: schemaRel, auto: 'patch', schema: 1 });
+  assert.equal(manual.action, 'none');
+  assert.match(manual.reason, /v1\.3\.2 needs upgrade stops \(it upgrades only from >=1\.3\.1\); daemon\.migrations = "manual" leaves it to `update` by hand/);
+  const onlySchema = decide({ ...base, releases: schemaRel.slice(0, 2), auto: 'patch', schema: 1, migrations: 'manual' });
+  assert.match(onlySchema.reason, /v1\.3\.1 changes the database schema \(1 -> 2\)/);
+  assert.equal(decide({ ...base, releases: schemaRel.slice(0, 2), auto: 'patch', schema: 2 }).target?.version, '1.3.1', 'same schema: no change');
+  assert.equal(decide({ ...base, releases: schemaRel, auto: 'patch', schema: 1, migrations: 'auto' }).target?.version, '1.3.2');
+});

@@ -63,6 +63,7 @@ export function postgresAvailable(): { ok: boolean; why?: string } {
   if (availability) return availability;
   const missing = CLIENT_TOOLS.filter((t) => spawnSync(t, ['--version'], { env: commandEnv(), stdio: 'ignore' }).status !== 0);
   if (process.getuid?.() !== 0) availability = { ok: false, why: 'needs root: the server and the app run as accounts the test creates' };
+  else if (spawnSync('setpriv', ['--version'], { env: commandEnv(), stdio: 'ignore' }).status !== 0) availability = { ok: false, why: 'setpriv (util-linux) not found' };
   else if (!serverBinDir()) availability = { ok: false, why: 'no PostgreSQL server binaries (initdb, postgres); on Debian: apt-get install postgresql' };
   else if (missing.length)
     availability = { ok: false, why: `${missing.join(', ')} not found in ${commandEnv().PATH}; on Debian: apt-get install postgresql-client` };
@@ -136,10 +137,20 @@ export async function startPostgres(): Promise<Postgres> {
 
     const logFile = path.join(base, 'postgres.log');
     const log = openSync(logFile, 'a', 0o644);
+    // setpriv switches to the server's account and asks the kernel for SIGINT (fast shutdown) if
+    // this process dies without stop() (a killed test run), then execs postgres: the same PID.
     child = spawn(
-      path.join(bin, 'postgres'),
-      ['-D', data, '-k', socketDir, '-c', 'listen_addresses=', '-c', 'fsync=off', '-c', 'full_page_writes=off', '-c', 'shared_buffers=16MB'],
-      { uid: server.uid, gid: server.gid, cwd: base, detached: true, stdio: ['ignore', log, log], env: commandEnv({ LANG: 'C', LC_ALL: 'C' }) },
+      'setpriv',
+      [
+        `--reuid=${server.uid}`,
+        `--regid=${server.gid}`,
+        '--clear-groups',
+        '--pdeathsig=INT',
+        '--',
+        path.join(bin, 'postgres'),
+        ...['-D', data, '-k', socketDir, '-c', 'listen_addresses=', '-c', 'fsync=off', '-c', 'full_page_writes=off', '-c', 'shared_buffers=16MB'],
+      ],
+      { cwd: base, detached: true, stdio: ['ignore', log, log], env: commandEnv({ LANG: 'C', LC_ALL: 'C' }) },
     );
     closeSync(log);
     const started = child;
