@@ -194,10 +194,14 @@ function schemaChange(f: UpdateFacts, d: DataFacts): { from: number | null; to: 
     });
   }
   if (d.manual) {
-    throw new CutoverError('E_SCHEMA_MANUAL', `v${f.release.version} changes the database schema (${db?.schema ?? 'none'} -> ${to}); daemon.migrations = "manual"`, {
-      hint: `run \`update --version v${f.release.version}\` by hand (see \`update --dry-run\` first); nothing was changed`,
-      details: { schema: to, database: db?.schema ?? null },
-    });
+    throw new CutoverError(
+      'E_SCHEMA_MANUAL',
+      `v${f.release.version} changes the database schema (${db?.schema ?? 'none'} -> ${to}); daemon.migrations = "manual"`,
+      {
+        hint: `run \`update --version v${f.release.version}\` by hand (see \`update --dry-run\` first); nothing was changed`,
+        details: { schema: to, database: db?.schema ?? null },
+      },
+    );
   }
   if (f.activation.skipped) {
     throw new CutoverError(

@@ -51,7 +51,8 @@ export function decide(input: DecideInput): Decision {
   const manual = (r: ReleaseEntry): string | null => {
     if (input.migrations === 'auto') return null;
     if (r.schema !== undefined && r.schema !== (input.schema ?? null)) return `changes the database schema (${input.schema ?? 'none'} -> ${r.schema})`;
-    if (r.upgradeFrom !== undefined && !semver.satisfies(current, r.upgradeFrom, { includePrerelease: true })) return `needs upgrade stops (it upgrades only from ${r.upgradeFrom})`;
+    if (r.upgradeFrom !== undefined && !semver.satisfies(current, r.upgradeFrom, { includePrerelease: true }))
+      return `needs upgrade stops (it upgrades only from ${r.upgradeFrom})`;
     return null;
   };
   const good = unbad.filter((r) => manual(r) === null);

@@ -118,7 +118,15 @@ export async function runUpdate(config: Config, services: Services, opts: Update
 }
 
 /** One hop: a full update to `release`, journaled. */
-async function updateOnce(config: Config, services: Services, opts: UpdateOptions, layout: Layout, state: State, release: ReleaseEntry, started: number): Promise<UpdateResult> {
+async function updateOnce(
+  config: Config,
+  services: Services,
+  opts: UpdateOptions,
+  layout: Layout,
+  state: State,
+  release: ReleaseEntry,
+  started: number,
+): Promise<UpdateResult> {
   const { plan, facts } = await makePlan(config, layout, state, release, opts, true, services.clock.now());
   if (plan.action === 'noop') {
     services.reporter.step(`${config.app} v${plan.to} is already current; nothing to do`);
@@ -148,11 +156,15 @@ function hopFailed(e: unknown, i: number, hops: ReleaseEntry[], from: string | n
   if (!(e instanceof CutoverError)) return e;
   const standing = i === 0 ? from : hops[i - 1]!.version;
   const left = hops.slice(i).map((h) => `v${h.version}`);
-  return new CutoverError(e.code, `${e.message}; the update stopped on ${standing ? `v${standing}` : '(none)'} (hop ${i + 1} of ${hops.length} failed); left to do: ${left.join(' -> ')}`, {
-    ...(e.hint !== undefined ? { hint: e.hint } : {}),
-    cause: e,
-    details: { ...e.details, standing, left: hops.slice(i).map((h) => h.version) },
-  });
+  return new CutoverError(
+    e.code,
+    `${e.message}; the update stopped on ${standing ? `v${standing}` : '(none)'} (hop ${i + 1} of ${hops.length} failed); left to do: ${left.join(' -> ')}`,
+    {
+      ...(e.hint !== undefined ? { hint: e.hint } : {}),
+      cause: e,
+      details: { ...e.details, standing, left: hops.slice(i).map((h) => h.version) },
+    },
+  );
 }
 
 async function dryRun(config: Config, services: Services, opts: UpdateOptions, layout: Layout, started: number): Promise<UpdateResult> {

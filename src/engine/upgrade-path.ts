@@ -21,10 +21,14 @@ export function upgradePath(releases: ReleaseEntry[], current: string | null, ta
   if (current === null || reaches(current, target)) return [target];
   const found = search(releases, current, target, bad, 0);
   if (found) return found;
-  throw new CutoverError('E_UPGRADE_PATH', `v${target.version} upgrades only from ${target.upgradeFrom}, and no release in the index leads there from v${current}`, {
-    hint: `install a release in ${target.upgradeFrom} by hand first (\`update --version vX\`), or ask the vendor; nothing was installed`,
-    details: { current, target: target.version, upgradeFrom: target.upgradeFrom },
-  });
+  throw new CutoverError(
+    'E_UPGRADE_PATH',
+    `v${target.version} upgrades only from ${target.upgradeFrom}, and no release in the index leads there from v${current}`,
+    {
+      hint: `install a release in ${target.upgradeFrom} by hand first (\`update --version vX\`), or ask the vendor; nothing was installed`,
+      details: { current, target: target.version, upgradeFrom: target.upgradeFrom },
+    },
+  );
 }
 
 function search(releases: ReleaseEntry[], current: string, target: ReleaseEntry, bad: string[], depth: number): ReleaseEntry[] | null {
