@@ -172,7 +172,7 @@ function notInstalled(exit: Exit): boolean {
 }
 
 async function writeAll(fh: FileHandle, chunk: Buffer): Promise<void> {
-  for (let off = 0; off < chunk.length; ) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+  for (let off = 0; off < chunk.length;) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
 }
 
 function duration(ms: number): string {
@@ -270,7 +270,8 @@ export function postgresDriver(opts: { url: string; user: RunUser | undefined; t
   const dumpTool = (signal: AbortSignal): Running =>
     launch(tool(db, 'pg_dump', ['--format=custom', `--lock-wait-timeout=${Math.max(1, Math.round(t.lockMs))}`]), user, ['ignore', 'pipe', 'pipe'], signal);
 
-  const stopped = (caller: AbortSignal | undefined, ms: number): string => (caller?.aborted ? 'it was interrupted' : `it did not finish within ${duration(ms)}`);
+  const stopped = (caller: AbortSignal | undefined, ms: number): string =>
+    caller?.aborted ? 'it was interrupted' : `it did not finish within ${duration(ms)}`;
 
   return {
     kind: 'postgres',
@@ -315,9 +316,16 @@ export function postgresDriver(opts: { url: string; user: RunUser | undefined; t
         const [exit] = await Promise.all([dump.exit, copying]);
         const errno = errnoCode(writeError);
         if (errno === 'ENOSPC' || errno === 'EDQUOT' || errno === 'EFBIG') {
-          throw fail('E_BACKUP_FAILED', `no space left writing the backup ${file} of ${describe}`, 'free disk space on the filesystem holding the backups and retry', writeError);
+          throw fail(
+            'E_BACKUP_FAILED',
+            `no space left writing the backup ${file} of ${describe}`,
+            'free disk space on the filesystem holding the backups and retry',
+            writeError,
+          );
         }
-        if (sig.aborted) throw fail('E_BACKUP_FAILED', `the backup of ${describe} was stopped: ${stopped(signal, t.transferMs)}`, 'retry when the database answers');
+        if (sig.aborted) {
+          throw fail('E_BACKUP_FAILED', `the backup of ${describe} was stopped: ${stopped(signal, t.transferMs)}`, 'retry when the database answers');
+        }
         if (exit.code !== 0) {
           const why = lastError(exit);
           throw fail(
@@ -329,14 +337,16 @@ export function postgresDriver(opts: { url: string; user: RunUser | undefined; t
               : toolHint(exit, `${reachHint}, with a pg_dump as new as the server, then retry`),
           );
         }
-        if (writeError !== undefined) throw fail('E_BACKUP_FAILED', `cannot write the backup ${file}: ${(writeError as Error).message}`, 'check the backup directory and retry');
+        if (writeError !== undefined) throw writeError;
         await fh.sync();
         closed = true;
         await fh.close();
       } catch (e) {
         if (!closed) await fh.close().catch(() => undefined);
         await rm(file, { force: true });
-        throw e instanceof CutoverError ? e : fail('E_BACKUP_FAILED', `cannot write the backup ${file}: ${(e as Error).message}`, 'check the backup directory and retry', e);
+        throw e instanceof CutoverError
+          ? e
+          : fail('E_BACKUP_FAILED', `cannot write the backup ${file}: ${(e as Error).message}`, 'check the backup directory and retry', e);
       }
     },
 
@@ -361,10 +371,14 @@ export function postgresDriver(opts: { url: string; user: RunUser | undefined; t
         }
         try {
           const run = launch(offline('pg_restore', args), user, [fh.fd, 'pipe', 'pipe'], signal);
-          let stdout = '';
-          run.child.stdout?.on('data', (d: Buffer) => (stdout = (stdout + d.toString()).slice(-1024 * 1024)));
+          let stdout = ''; // the head: --list prints its header first, then one line per entry
+          run.child.stdout?.on('data', (d: Buffer) => {
+            if (stdout.length < 64 * 1024) stdout += d.toString();
+          });
           const exit = await run.exit;
-          if (exit.spawnError) throw fail('E_BACKUP_FAILED', `cannot check the backup ${file}: ${lastError(exit)}`, toolHint(exit, 'check the PostgreSQL client tools'));
+          if (exit.spawnError) {
+            throw fail('E_BACKUP_FAILED', `cannot check the backup ${file}: ${lastError(exit)}`, toolHint(exit, 'check the PostgreSQL client tools'));
+          }
           if (signal.aborted) throw corrupt(stopped(undefined, t.transferMs));
           if (exit.code !== 0) throw corrupt(lastError(exit));
           return { ...exit, stdout };
@@ -412,9 +426,11 @@ export function postgresDriver(opts: { url: string; user: RunUser | undefined; t
           script.child.kill('SIGTERM');
         });
         const [s, a] = await Promise.all([script.exit, apply.exit, feeding]);
-        if (!signal.aborted && s.code === 0 && a.code === 0) return;
+        if (s.code === 0 && a.code === 0) return; // psql exits 0 only after the COMMIT succeeded
         if (signal.aborted) throw failed(stopped(undefined, t.transferMs), 'find out why the server is so slow (locks, load), then retry');
-        if (scriptFailed || s.spawnError) throw failed(`pg_restore cannot read the backup: ${lastError(s)}`, toolHint(s, 'restore another backup from `backups`'));
+        if (scriptFailed || s.spawnError) {
+          throw failed(`pg_restore cannot read the backup: ${lastError(s)}`, toolHint(s, 'restore another backup from `backups`'));
+        }
         const why = lastError(a);
         throw failed(
           why,
@@ -455,12 +471,7 @@ export function postgresDriver(opts: { url: string; user: RunUser | undefined; t
       const sig = AbortSignal.any([signal, AbortSignal.timeout(t.transferMs)]);
       try {
         const dump = dumpTool(sig);
-        const load = launch(
-          tool(scratch, 'pg_restore', ['--no-owner', '--single-transaction', '--exit-on-error']),
-          user,
-          ['pipe', 'ignore', 'pipe'],
-          sig,
-        );
+        const load = launch(tool(scratch, 'pg_restore', ['--no-owner', '--single-transaction', '--exit-on-error']), user, ['pipe', 'ignore', 'pipe'], sig);
         const copying = pipeline(dump.child.stdout!, load.child.stdin!).catch(() => {
           dump.child.kill('SIGTERM');
           load.child.kill('SIGTERM');

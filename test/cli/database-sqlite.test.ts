@@ -9,6 +9,8 @@ import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'no
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createAccount, idsOf, removeAccount } from '../helpers/accounts.ts';
+import { CLI } from '../helpers/cli.ts';
+import { smallFsAvailable, startSmallFs, type SmallFs } from '../helpers/small-fs.ts';
 import { lastLine, World } from '../helpers/world.ts';
 
 const haveSqlite = spawnSync('sqlite3', ['-version']).status === 0;
@@ -405,5 +407,43 @@ describe('required upgrade stops, and the daemon leaving a schema change alone',
     assert.match(lastLine(r.stderr), /E_MIGRATE_FAILED: .*; the update stopped on v2\.5\.0 \(hop 2 of 2 failed\); left to do: v3\.0\.0/);
     assert.equal(current(), '2.5.0');
     assert.equal(sql('PRAGMA user_version'), '5');
+  });
+});
+
+const small = smallFsAvailable();
+describe('no space for the backup', { skip: !haveSqlite ? 'sqlite3 is not installed' : small.ok ? false : small.why }, () => {
+  let w: World;
+  let account: string;
+  let fs: SmallFs;
+  let bk: string;
+  before(async () => {
+    account = createAccount();
+    w = await World.create();
+    chmodSync(w.dir, 0o755);
+    bk = path.join(w.dir, 'bk');
+    fs = await startSmallFs(bk, { bytes: 256 * 1024 });
+    w.runner = (args, env) => fs.exec(process.execPath, ['--disable-warning=ExperimentalWarning', CLI, ...args], { CUTOVER_PROG: 'demo', ...env });
+    w.writeConfig({ top: `user = "${account}"`, trust: `\n[database]\nkind = "sqlite"\npath = "runtime/data/demo.db"\n\n[backup]\ndir = "${bk}/demo"\n` });
+    await w.publish('1.0.0', {
+      files: { 'bin/migrate': migration(1, 'CREATE TABLE t(b BLOB); INSERT INTO t SELECT randomblob(1048576)') },
+      manifest: { schema: 1, migrate: ['bin/migrate'] },
+    });
+    await w.publish('2.0.0', { files: { 'bin/migrate': migration(2, 'CREATE TABLE u(x)') }, manifest: { schema: 2, migrate: ['bin/migrate'] } });
+    const r = await w.run(['update', '--version', 'v1.0.0']);
+    assert.equal(r.code, 0, r.stderr);
+  });
+  after(async () => {
+    fs?.stop();
+    await w?.close();
+    removeAccount(account);
+  });
+
+  test('a backup that does not fit stops the update before the switch: exit 6, nothing changed, no partial file', async () => {
+    const snap = w.snapshot();
+    const r = await w.run(['update', '--version', 'v2.0.0']);
+    assert.equal(r.code, 6, r.stderr);
+    assert.match(lastLine(r.stderr), /E_BACKUP_FAILED: not enough space in \S+\/bk\/demo for a backup of about 1\.\d MiB/);
+    assert.deepEqual(w.snapshot(), snap);
+    assert.equal((await fs.exec('ls', ['-A', `${bk}/demo`])).stdout.trim(), '');
   });
 });

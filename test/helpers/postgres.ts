@@ -63,7 +63,8 @@ export function postgresAvailable(): { ok: boolean; why?: string } {
   if (availability) return availability;
   const missing = CLIENT_TOOLS.filter((t) => spawnSync(t, ['--version'], { env: commandEnv(), stdio: 'ignore' }).status !== 0);
   if (process.getuid?.() !== 0) availability = { ok: false, why: 'needs root: the server and the app run as accounts the test creates' };
-  else if (spawnSync('setpriv', ['--version'], { env: commandEnv(), stdio: 'ignore' }).status !== 0) availability = { ok: false, why: 'setpriv (util-linux) not found' };
+  else if (spawnSync('setpriv', ['--version'], { env: commandEnv(), stdio: 'ignore' }).status !== 0)
+    availability = { ok: false, why: 'setpriv (util-linux) not found' };
   else if (!serverBinDir()) availability = { ok: false, why: 'no PostgreSQL server binaries (initdb, postgres); on Debian: apt-get install postgresql' };
   else if (missing.length)
     availability = { ok: false, why: `${missing.join(', ')} not found in ${commandEnv().PATH}; on Debian: apt-get install postgresql-client` };
