@@ -306,23 +306,18 @@ export function postgresDriver(opts: { url: string; user: RunUser | undefined; t
       let closed = false;
       try {
         const dump = dumpTool(sig);
-        let writeError: unknown;
+        // Backpressure: the next chunk is read once the last one is written. A failed write stops pg_dump.
         const copying = pipeline(dump.child.stdout!, async (source: AsyncIterable<Buffer>) => {
           for await (const chunk of source) await writeAll(fh, chunk);
-        }).catch((e: unknown) => {
-          writeError ??= e;
-          dump.child.kill('SIGTERM');
-        });
-        const [exit] = await Promise.all([dump.exit, copying]);
-        const errno = errnoCode(writeError);
-        if (errno === 'ENOSPC' || errno === 'EDQUOT' || errno === 'EFBIG') {
-          throw fail(
-            'E_BACKUP_FAILED',
-            `no space left writing the backup ${file} of ${describe}`,
-            'free disk space on the filesystem holding the backups and retry',
-            writeError,
-          );
-        }
+        }).then(
+          () => undefined,
+          (e: unknown) => {
+            dump.child.kill('SIGTERM');
+            return e instanceof Error ? e : new Error(String(e));
+          },
+        );
+        const [exit, writeError] = await Promise.all([dump.exit, copying]);
+        if (writeError && ['ENOSPC', 'EDQUOT', 'EFBIG'].includes(errnoCode(writeError) ?? '')) throw writeError; // what stopped pg_dump
         if (sig.aborted) {
           throw fail('E_BACKUP_FAILED', `the backup of ${describe} was stopped: ${stopped(signal, t.transferMs)}`, 'retry when the database answers');
         }
@@ -337,16 +332,23 @@ export function postgresDriver(opts: { url: string; user: RunUser | undefined; t
               : toolHint(exit, `${reachHint}, with a pg_dump as new as the server, then retry`),
           );
         }
-        if (writeError !== undefined) throw writeError;
+        if (writeError) throw writeError;
         await fh.sync();
         closed = true;
         await fh.close();
       } catch (e) {
         if (!closed) await fh.close().catch(() => undefined);
         await rm(file, { force: true });
-        throw e instanceof CutoverError
-          ? e
-          : fail('E_BACKUP_FAILED', `cannot write the backup ${file}: ${(e as Error).message}`, 'check the backup directory and retry', e);
+        if (e instanceof CutoverError) throw e;
+        if (['ENOSPC', 'EDQUOT', 'EFBIG'].includes(errnoCode(e) ?? '')) {
+          throw fail(
+            'E_BACKUP_FAILED',
+            `no space left writing the backup ${file} of ${describe}`,
+            'free disk space on the filesystem holding the backups and retry',
+            e,
+          );
+        }
+        throw fail('E_BACKUP_FAILED', `cannot write the backup ${file}: ${(e as Error).message}`, 'check the backup directory and retry', e);
       }
     },
 
