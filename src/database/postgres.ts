@@ -4,19 +4,19 @@
  *
  * Who connects: the tools run as the app's account (`user`, through spawn's uid/gid) so that the
  * database sees the app's own credentials (peer auth on the socket, or the URL's password); as
- * root only when no user is configured. Root keeps the files: a backup is created by root 0600
- * and pg_dump's stdout is streamed into it; a restore gets the root-opened file as its stdin.
- * A password in the URL never reaches argv (`ps` shows argv to everyone): it is cut out of the
- * URL and passed as PGPASSWORD.
+ * root only when no user is configured. Root keeps the files, which the app's account cannot
+ * open: a backup is created by root 0600 and pg_dump's stdout is streamed into it; check and
+ * restore give pg_restore the file opened by root as its stdin. A password in the URL never
+ * reaches argv (`ps` shows argv to everyone): it is cut out of the URL and passed as PGPASSWORD.
  *
  * Restore is exact and all-or-nothing. `pg_restore --clean` alone drops only what the backup
  * holds: a table a migration added survives, and a foreign key a migration added onto a restored
- * table makes the restore fail. So root turns the archive into SQL (`pg_restore --clean
- * --if-exists --no-owner --single-transaction --file=-`, no connection) and feeds it to psql
+ * table makes the restore fail. So the archive is turned into SQL (`pg_restore --clean
+ * --if-exists --no-owner --single-transaction --file=-`, no connection) and fed to psql
  * (ON_ERROR_STOP) after a prelude that, in the same transaction, drops everything the app's role
- * owns in the database (DROP OWNED BY CURRENT_USER; see restorePrelude for when not). psql's input is
- * only ended once pg_restore exited 0; otherwise psql is killed before its input ends and the
- * transaction rolls back. `--no-owner`: the objects are recreated by, so owned by, the app's
+ * owns in the database (DROP OWNED BY CURRENT_USER; see restorePrelude for when not). psql's
+ * input is only ended once pg_restore exited 0; otherwise psql is killed before its input ends
+ * and the transaction rolls back. `--no-owner`: the objects are recreated by, so owned by, the app's
  * role, which is who owned them (the app's role owns its database and created its objects
  * through its migrations); no superuser is needed, and the app can read, write and alter them
  * afterwards. What the app's role does not own (objects of other roles, an extension a superuser
@@ -50,7 +50,7 @@ export interface PostgresTimeouts {
 
 const DEFAULT_TIMEOUTS: PostgresTimeouts = { connectSeconds: 30, lockMs: 120_000, queryMs: 120_000, transferMs: 6 * 3600_000 };
 
-/** The URL as given, and what the tools get: the URL without its password, and the password. */
+/** What the tools get of a configured URL: the URL without its password, and the password. */
 export interface DatabaseUrl {
   url: string;
   password: string | undefined;

@@ -60,16 +60,16 @@ let availability: { ok: boolean; why?: string } | undefined;
 
 /** Can this machine run the real-server tests? If not, why (for the skip message). */
 export function postgresAvailable(): { ok: boolean; why?: string } {
-  if (availability) return availability;
-  const missing = CLIENT_TOOLS.filter((t) => spawnSync(t, ['--version'], { env: commandEnv(), stdio: 'ignore' }).status !== 0);
-  if (process.getuid?.() !== 0) availability = { ok: false, why: 'needs root: the server and the app run as accounts the test creates' };
-  else if (spawnSync('setpriv', ['--version'], { env: commandEnv(), stdio: 'ignore' }).status !== 0)
-    availability = { ok: false, why: 'setpriv (util-linux) not found' };
-  else if (!serverBinDir()) availability = { ok: false, why: 'no PostgreSQL server binaries (initdb, postgres); on Debian: apt-get install postgresql' };
-  else if (missing.length)
-    availability = { ok: false, why: `${missing.join(', ')} not found in ${commandEnv().PATH}; on Debian: apt-get install postgresql-client` };
-  else availability = { ok: true };
+  availability ??= probe();
   return availability;
+}
+
+function probe(): { ok: boolean; why?: string } {
+  if (process.getuid?.() !== 0) return { ok: false, why: 'needs root: the server and the app run as accounts the test creates' };
+  if (!serverBinDir()) return { ok: false, why: 'no PostgreSQL server binaries (initdb, postgres); on Debian: apt-get install postgresql' };
+  const missing = [...CLIENT_TOOLS, 'setpriv'].filter((t) => spawnSync(t, ['--version'], { env: commandEnv(), stdio: 'ignore' }).status !== 0);
+  if (missing.length) return { ok: false, why: `${missing.join(', ')} not in ${commandEnv().PATH}; on Debian: apt-get install postgresql-client util-linux` };
+  return { ok: true };
 }
 
 interface Ran {
@@ -171,18 +171,8 @@ export async function startPostgres(): Promise<Postgres> {
       `postgresql:///${encodeURIComponent(db)}?host=${encodeURIComponent(socketDir)}${role ? `&user=${encodeURIComponent(role)}` : ''}`;
     const psql = (sql: string, opts: { db: string; as?: string }): string => {
       const who = opts.as ?? account;
-      const out = must(
-        `psql as ${who} on ${opts.db}`,
-        runAs(
-          'psql',
-          ['-X', '-A', '-t', '-q', '-w', '-v', 'ON_ERROR_STOP=1', '-h', socketDir, '-d', opts.db, '-f', '-'],
-          who === account ? server : idsOf(who),
-          {
-            input: sql,
-            cwd: '/',
-          },
-        ),
-      );
+      const args = ['-X', '-A', '-t', '-q', '-w', '-v', 'ON_ERROR_STOP=1', '-h', socketDir, '-d', opts.db, '-f', '-'];
+      const out = must(`psql as ${who} on ${opts.db}`, runAs('psql', args, who === account ? server : idsOf(who), { input: sql, cwd: '/' }));
       return out.replace(/\n$/, '');
     };
     return {
