@@ -447,3 +447,63 @@ describe('no space for the backup', { skip: !haveSqlite ? 'sqlite3 is not instal
     assert.equal((await fs.exec('ls', ['-A', `${bk}/demo`])).stdout.trim(), '');
   });
 });
+
+describe('a migration that hangs, reads stdin or floods its output', { skip: haveSqlite ? false : 'sqlite3 is not installed' }, () => {
+  let w: World;
+  let account: string;
+  let db: string;
+  const sql = (q: string): string => spawnSync('sqlite3', [db, q], { encoding: 'utf8' }).stdout.trim();
+  before(async () => {
+    account = createAccount();
+    w = await World.create();
+    chmodSync(w.dir, 0o755);
+    db = path.join(w.root, 'runtime', 'data', 'demo.db');
+    w.writeConfig({ top: `user = "${account}"`, trust: `\n[database]\nkind = "sqlite"\npath = "runtime/data/demo.db"\n\n[migrate]\ntimeout = "2s"\n` });
+    await w.publish('1.0.0', { files: { 'bin/migrate': migration(1, 'CREATE TABLE notes(body TEXT)') }, manifest: { schema: 1, migrate: ['bin/migrate'] } });
+    const r = await w.run(['update', '--version', 'v1.0.0']);
+    assert.equal(r.code, 0, r.stderr);
+    sql("INSERT INTO notes VALUES ('v1')");
+  });
+  after(async () => {
+    await w.close();
+    removeAccount(account);
+  });
+
+  test('one that hangs is killed at migrate.timeout with its children, and the backup is restored (exit 8)', async () => {
+    const pids = path.join(w.root, 'runtime', 'data', 'pids');
+    await w.publish('2.0.0', {
+      files: { 'bin/migrate': migration(2, 'ALTER TABLE notes ADD COLUMN tag TEXT', `sleep 301 &\necho $! > ${pids}\nexec sleep 302`) },
+      manifest: { schema: 2, migrate: ['bin/migrate'] },
+    });
+    const before = sql('.dump');
+    const r = await w.run(['update', '--version', 'v2.0.0']);
+    assert.equal(r.code, 8, r.stderr);
+    assert.match(lastLine(r.stderr), /E_MIGRATE_FAILED: the migration of v2\.0\.0 \(schema 1 -> 2\) timed out after 2\.0s and was killed/);
+    const child = Number(readFileSync(pids, 'utf8'));
+    const alive = existsSync(`/proc/${child}`) && !readFileSync(`/proc/${child}/stat`, 'utf8').split(') ')[1]!.startsWith('Z');
+    assert.ok(!alive, 'its background child was killed too');
+    assert.equal(sql('.dump'), before);
+  });
+
+  test('one that reads stdin gets end-of-file at once; one that prints 100 MB leaves a log of its first and last MiB', async () => {
+    await w.publish('2.1.0', {
+      files: {
+        'bin/migrate': migration(
+          2,
+          'ALTER TABLE notes ADD COLUMN tag TEXT',
+          `input=$(cat)\necho "stdin: [$input]"\nyes 'a line of migration output' | head -c 100000000\necho\necho 'the last line'`,
+        ),
+      },
+      manifest: { schema: 2, migrate: ['bin/migrate'] },
+    });
+    const r = await w.run(['update', '--version', 'v2.1.0']);
+    assert.equal(r.code, 0, r.stderr);
+    const log = /; log (\S+)\)/.exec(r.stderr)![1]!;
+    const size = statSync(log).size;
+    assert.ok(size > 2 * 1024 * 1024 && size < 2 * 1024 * 1024 + 4096, `log is ${size} bytes`);
+    const text = readFileSync(log, 'utf8');
+    assert.match(text, /^stdin: \[\]$/m);
+    assert.match(text, /\[cutover: \d+ bytes omitted\]/);
+    assert.match(text, /the last line\n$/);
+  });
+});
