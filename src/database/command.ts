@@ -34,6 +34,7 @@ export function commandDriver(opts: { backup: string[]; restore: string[] }): Da
     describe: `the database behind ${opts.backup[0]}`,
     env: {},
     extension: '.backup',
+    manualRestore: (file) => opts.restore.map((a) => a.replaceAll('{file}', file)).join(' '),
     exists: () => Promise.resolve(true),
     estimateBytes: () => Promise.resolve(0),
 

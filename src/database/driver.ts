@@ -37,6 +37,8 @@ export interface DatabaseDriver {
    * with what the database now holds, as far as known.
    */
   restore(file: string): Promise<void>;
+  /** The command an operator runs to put `file` back by hand, for the message of a failed restore. */
+  manualRestore(file: string): string;
 }
 
 /** A throwaway copy of the database for `update --dry-run --rehearse`. */

@@ -278,6 +278,8 @@ export function postgresDriver(opts: { url: string; user: RunUser | undefined; t
     describe,
     env: { DATABASE_URL: opts.url },
     extension: '.dump',
+    manualRestore: (file) =>
+      `stop the units, then: pg_restore --clean --if-exists --no-owner --file=- ${file} | ${user ? `runuser -u ${user.name} -- ` : ''}psql -X -v ON_ERROR_STOP=1 --single-transaction --dbname='${describe}' (tables added since the backup stay: drop them first)`,
 
     async exists() {
       const r = await psql(db, 'select 1');

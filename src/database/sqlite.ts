@@ -71,6 +71,7 @@ export function sqliteDriver(opts: { path: string; user: RunUser | undefined }):
     describe: live,
     env: { CUTOVER_DATABASE: live },
     extension: '.db',
+    manualRestore: (file) => `stop the units, then: cp ${file} ${live} && rm -f ${live}-wal ${live}-shm, and give it back its owner (chown)`,
 
     async exists() {
       try {

@@ -43,14 +43,6 @@ function laterChanges(ctx: StepContext, step: Step): { migrated: boolean; migrat
   };
 }
 
-/** How to put a backup back by hand, for the message of a failed restore. */
-function manualRestore(driver: DatabaseDriver, file: string): string {
-  if (driver.kind === 'sqlite')
-    return `stop the units, then: cp ${file} ${driver.describe} && rm -f ${driver.describe}-wal ${driver.describe}-shm (and give it the old owner)`;
-  if (driver.kind === 'postgres') return `pg_restore --clean --if-exists --single-transaction --dbname='${driver.describe}' < ${file}`;
-  return `run the [database] restore command with ${file}`;
-}
-
 const stop: H<'stop'> = {
   async do(step, ctx) {
     const { reporter, serviceManager } = ctx.services;
@@ -140,7 +132,7 @@ const backup: H<'backup'> = {
         'E_ROLLBACK_FAILED',
         `restoring the database from backup ${rec.id} failed: ${(e as Error).message}; the database holds what ${what} left`,
         {
-          hint: `restore it by hand: ${manualRestore(driver, file)}`,
+          hint: `restore it by hand: ${driver.manualRestore(file)}`,
           details: { backup: rec.id, file },
           cause: e,
         },
