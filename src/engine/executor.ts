@@ -142,8 +142,9 @@ async function runFrom(ctx: StepContext, start: number, operation?: Operation): 
     rec.status = 'done';
     await persist(ctx, journal);
   }
-  // Done: a release that came up healthy is no longer bad.
-  if (journal.to !== null && journal.op !== 'gc') ctx.state.bad = ctx.state.bad.filter((v) => v !== journal.to);
+  // Done: a release that passed its health gate is no longer bad (a --no-restart switch proves nothing).
+  const gated = journal.steps.some((r) => r.step.kind === 'gate' && r.status === 'done');
+  if (journal.to !== null && gated) ctx.state.bad = ctx.state.bad.filter((v) => v !== journal.to);
   await persist(ctx, null);
 }
 

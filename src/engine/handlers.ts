@@ -186,7 +186,10 @@ const stage: Handler<Extract<Step, { kind: 'stage' }>> = {
         res.body.destroy();
         throw sizeError(url, `server announces ${declared} bytes`, step.size);
       }
-      const dir = await mkdtemp(path.join(parent, `v${step.version}-`));
+      const dir = await mkdtemp(path.join(parent, `v${step.version}-`)).catch((e: unknown) => {
+        res.body.destroy();
+        throw fsError('create a staging directory in', parent, e);
+      });
       const hash = createHash('sha256');
       let bytes = 0;
       let lastReport = 0;
@@ -285,8 +288,12 @@ const stage: Handler<Extract<Step, { kind: 'stage' }>> = {
 /** A release's own `runtime` entry is replaced by a link to the operator's runtime/. */
 async function linkRuntime(dir: string): Promise<void> {
   const link = path.join(dir, 'runtime');
-  await rm(link, { recursive: true, force: true });
-  await symlink('../../runtime', link);
+  try {
+    await rm(link, { recursive: true, force: true });
+    await symlink('../../runtime', link);
+  } catch (e) {
+    throw fsError('link runtime/ into', dir, e);
+  }
 }
 
 /**
@@ -354,7 +361,9 @@ const install: Handler<Extract<Step, { kind: 'install' }>> = {
     ctx.services.reporter.step(`Flushing v${step.version} to disk`);
     // Staging was private (mkdtemp, 0700); a release is root's and readable by everyone, so the
     // app's own user can run it.
-    await chmod(staged.dir, 0o755);
+    await chmod(staged.dir, 0o755).catch((e: unknown) => {
+      throw fsError('make readable', staged.dir, e);
+    });
     syncFilesystem(staged.dir);
     const dest = releaseDir(ctx.layout, step.version);
     try {
@@ -415,7 +424,8 @@ const switchStep: Handler<Extract<Step, { kind: 'switch' }>> = {
     }
     ctx.state.previous = step.previous;
     if (!touched.length) return current !== step.from ? `switched current back to v${step.from}` : undefined;
-    for (const unit of ctx.units.filter((u) => touched.includes(u))) {
+    // In the order they were restarted (the journal's), each once.
+    for (const unit of [...new Set(touched)]) {
       reporter.step(`Restarting ${unit}`);
       await serviceManager.resetFailed(unit);
       const r = await serviceManager.restart(unit, restartTimeout(ctx));

@@ -111,6 +111,17 @@ describe('executor: steps with undo, over the journal (in-process, fake services
     assert.equal(state().installed['2.0.0'], undefined);
   });
 
+  test('a bad mark is cleared only by a passed gate, not by a --no-restart switch', async () => {
+    s.health.unhealthy.add('2.0.0');
+    await assert.rejects(update('2.0.0'), rejectsWith('E_UNHEALTHY', 8));
+    s.health.unhealthy.clear();
+    await runUpdate(config, s, { version: '2.0.0', dryRun: false, allowDowngrade: true, noRestart: true, signal: new AbortController().signal });
+    assert.deepEqual(state().bad, ['2.0.0'], 'switched without a gate: still bad');
+    await update('1.0.0');
+    await update('2.0.0');
+    assert.deepEqual(state().bad, [], 'healthy through its gate');
+  });
+
   test('a unit that fails to start is undone the same way; only the units touched are restarted again', async () => {
     s.serviceManager.failing.set('a.service@2.0.0', 'failed to start (exit 1)');
     await assert.rejects(update('2.0.0'), rejectsWith('E_UNHEALTHY', 8));
