@@ -507,3 +507,72 @@ describe('a migration that hangs, reads stdin or floods its output', { skip: hav
     assert.match(text, /the last line\n$/);
   });
 });
+
+describe('manual backups and restores: the typed confirmation, pruning beyond keep', { skip: haveSqlite ? false : 'sqlite3 is not installed' }, () => {
+  let w: World;
+  let account: string;
+  let db: string;
+  const sql = (q: string): string => spawnSync('sqlite3', [db, q], { encoding: 'utf8' }).stdout.trim();
+  const backups = async () => json((await w.run(['backups', '--json'])).stdout).backups as Array<{ id: string; file: string; reason: string }>;
+  /** The CLI on a pseudo-terminal (util-linux `script`), with `input` typed at it. */
+  const onTerminal = (args: string[], input: string) =>
+    spawnSync('script', ['-qec', [process.execPath, '--disable-warning=ExperimentalWarning', CLI, '--config', w.configFile, ...args].join(' '), '/dev/null'], {
+      input,
+      encoding: 'utf8',
+      env: { ...process.env, CUTOVER_PROG: 'demo' },
+      timeout: 60_000,
+    });
+  before(async () => {
+    account = createAccount();
+    w = await World.create();
+    chmodSync(w.dir, 0o755);
+    db = path.join(w.root, 'runtime', 'data', 'demo.db');
+    w.writeConfig({ top: `user = "${account}"`, trust: `\n[database]\nkind = "sqlite"\npath = "runtime/data/demo.db"\n\n[backup]\nkeep = 1\n` });
+    await w.publish('1.0.0', { files: { 'bin/migrate': migration(1, 'CREATE TABLE notes(body TEXT)') }, manifest: { schema: 1, migrate: ['bin/migrate'] } });
+    const r = await w.run(['update', '--version', 'v1.0.0']);
+    assert.equal(r.code, 0, r.stderr);
+  });
+  after(async () => {
+    await w.close();
+    removeAccount(account);
+  });
+
+  test('backup takes one now; beyond [backup] keep the oldest go; gc prunes them too', async () => {
+    sql("INSERT INTO notes VALUES ('first')");
+    for (let i = 0; i < 3; i++) {
+      const r = await w.run(['backup', '--json']);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const left = await backups();
+    assert.equal(left.length, 1, 'keep = 1: only the newest manual backup stays');
+    assert.equal(left[0]!.reason, 'manual');
+    assert.ok(existsSync(left[0]!.file));
+  });
+
+  test('restore asks for the app name on a terminal: a wrong answer changes nothing, the right one restores', async () => {
+    const [b] = await backups();
+    sql("INSERT INTO notes VALUES ('after the backup')");
+    const before = sql('.dump');
+    let r = onTerminal(['restore', b!.id], 'nope\n');
+    assert.equal(r.status, 2, r.stdout);
+    assert.match(r.stdout, /Type the app's name \(demo\) to go on:/);
+    assert.match(r.stdout, /E_USAGE: not confirmed; nothing was changed/);
+    assert.equal(sql('.dump'), before);
+    r = onTerminal(['restore', b!.id], 'demo\n');
+    assert.equal(r.status, 0, r.stdout);
+    assert.equal(sql('SELECT group_concat(body) FROM notes'), 'first');
+  });
+
+  test('gc removes backups beyond keep as well', async () => {
+    w.writeConfig({ top: `user = "${account}"`, trust: `\n[database]\nkind = "sqlite"\npath = "runtime/data/demo.db"\n\n[backup]\nkeep = 0\n` });
+    const all = await backups();
+    const r = await w.run(['gc', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(
+      json(r.stdout).prunedBackups,
+      all.map((b) => b.id),
+    );
+    assert.deepEqual(await backups(), []);
+    for (const b of all) assert.ok(!existsSync(b.file));
+  });
+});
