@@ -192,7 +192,7 @@ async function undoFailed(ctx: StepContext, cause: unknown, step: Step, ue: unkn
   const units = ctx.units.length ? `; units: ${ctx.units.join(', ')}; read \`${journalHint(ctx.units)}\`` : '';
   const cutoverUndo = ue instanceof CutoverError && ue.code === 'E_ROLLBACK_FAILED';
   return new CutoverError('E_ROLLBACK_FAILED', `${first}; ${cutoverUndo ? second : `undoing step ${step.kind} failed: ${second}`}`, {
-    hint: `${where}${units}; fix it by hand${ctx.units.length ? ', then `systemctl restart` them' : ''}, or install a good release with \`update --version\``,
+    hint: `${ue instanceof CutoverError && ue.hint ? `${ue.hint}; ` : ''}${where}${units}; fix it by hand${ctx.units.length ? ', then `systemctl restart` them' : ''}, or install a good release with \`update --version\``,
     cause: ue,
     details: {
       ...(cause instanceof CutoverError ? cause.details : {}),

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createAccount, idsOf, removeAccount } from '../helpers/accounts.ts';
@@ -133,6 +133,15 @@ describe('updates with a SQLite database', { skip: haveSqlite ? false : 'sqlite3
     const sum = spawnSync('sha256sum', [file], { encoding: 'utf8' }).stdout.split(' ')[0];
     assert.equal(sum, b.sha256);
     assert.equal((state().database as { schema: number }).schema, 2);
+  });
+
+  test('restore of a backup of another schema than the current release runs on is refused (exit 3)', async () => {
+    const [b] = json((await w.run(['backups', '--json'])).stdout).backups as Array<{ id: string }>;
+    const before = dump();
+    const r = await w.run(['restore', b!.id, '--yes']);
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /E_BACKUP_SCHEMA: backup \S+ holds schema 1, but the current release v2\.0\.0 runs on schema 2; `rollback --to v1\.0\.0 --restore`/);
+    assert.equal(dump(), before);
   });
 
   test('rollback to a release whose schema the database has left is refused, naming both schemas and the backup', async () => {
@@ -485,6 +494,18 @@ describe('a migration that hangs, reads stdin or floods its output', { skip: hav
     assert.equal(sql('.dump'), before);
   });
 
+  test('a rehearsal whose migration fails exits 8 with the log tail, and the live database is byte-identical', async () => {
+    await w.publish('2.2.0', {
+      files: { 'bin/migrate': migration(2, 'ALTER TABLE notes ADD COLUMN tag TEXT', `echo 'rehearsed failure: column clash' >&2\nexit 5`) },
+      manifest: { schema: 2, migrate: ['bin/migrate'] },
+    });
+    const bytes = readFileSync(db);
+    const r = await w.run(['update', '--version', 'v2.2.0', '--dry-run', '--rehearse']);
+    assert.equal(r.code, 8, r.stderr);
+    assert.match(lastLine(r.stderr), /E_MIGRATE_FAILED: the rehearsed migration of v2\.2\.0 exited with status 5 .*rehearsed failure: column clash/);
+    assert.deepEqual(readFileSync(db), bytes);
+  });
+
   test('one that reads stdin gets end-of-file at once; one that prints 100 MB leaves a log of its first and last MiB', async () => {
     await w.publish('2.1.0', {
       files: {
@@ -574,5 +595,61 @@ describe('manual backups and restores: the typed confirmation, pruning beyond ke
     );
     assert.deepEqual(await backups(), []);
     for (const b of all) assert.ok(!existsSync(b.file));
+  });
+});
+
+describe('[database] kind = "command", and a restore that fails', { skip: haveSqlite ? false : 'sqlite3 is not installed' }, () => {
+  let w: World;
+  let account: string;
+  let db: string;
+  const sql = (q: string): string => spawnSync('sqlite3', [db, q], { encoding: 'utf8' }).stdout.trim();
+  before(async () => {
+    account = createAccount();
+    w = await World.create();
+    chmodSync(w.dir, 0o755);
+    db = path.join(w.root, 'runtime', 'data', 'demo.db');
+    const tools = path.join(w.dir, 'tools');
+    mkdirSync(tools);
+    // cutover cannot know whether a database behind a command exists: before the first install it backs up "nothing".
+    writeFileSync(path.join(tools, 'backup'), `#!/bin/sh\nif [ -e ${db} ]; then exec cp ${db} "$1"; else echo empty > "$1"; fi\n`, { mode: 0o755 });
+    writeFileSync(path.join(tools, 'restore'), `#!/bin/sh\necho "restore: the tape drive is on fire" >&2\nexit 1\n`, { mode: 0o755 });
+    w.writeConfig({
+      top: `user = "${account}"`,
+      trust: `\n[database]\nkind = "command"\nbackup = ["${tools}/backup", "{file}"]\nrestore = ["${tools}/restore", "{file}"]\n`,
+    });
+    // With kind = "command" cutover cannot tell a migration where the database is: the release knows.
+    const own = (m: string): string => m.replace('set -eu', `set -eu\nCUTOVER_DATABASE=${db}`);
+    await w.publish('1.0.0', {
+      files: { 'bin/migrate': own(migration(1, 'CREATE TABLE notes(body TEXT)')) },
+      manifest: { schema: 1, migrate: ['bin/migrate'] },
+    });
+    await w.publish('2.0.0', {
+      files: { 'bin/migrate': own(migration(2, 'ALTER TABLE notes ADD COLUMN tag TEXT', 'exit 3')) },
+      manifest: { schema: 2, migrate: ['bin/migrate'] },
+    });
+    const r = await w.run(['update', '--version', 'v1.0.0']);
+    assert.equal(r.code, 0, r.stderr);
+  });
+  after(async () => {
+    await w.close();
+    removeAccount(account);
+  });
+
+  test("the operator's backup command runs before the migration; a restore that fails is exit 9 with the state and the command to run by hand", async () => {
+    const r = await w.run(['update', '--version', 'v2.0.0', '--json']);
+    assert.equal(r.code, 9, r.stderr);
+    const line = lastLine(r.stderr);
+    assert.match(line, /E_ROLLBACK_FAILED: the migration of v2\.0\.0 \(schema 1 -> 2\) exited with status 3/);
+    assert.match(
+      line,
+      /restoring the database from backup (\S+) failed: the restore command \S+\/tools\/restore failed \(exit 1\): restore: the tape drive is on fire; the database holds what the migration of v2\.0\.0 left/,
+    );
+    assert.match(line, /restore it by hand: \S+\/tools\/restore \S+\/backups\/\S+\.backup/);
+    // The switch back came first (undo runs in reverse); with units they would stay stopped: nothing runs on that schema.
+    assert.match(line, /current points at releases\/v1\.0\.0/);
+    const backup = json((await w.run(['backups', '--json'])).stdout).backups as Array<{ file: string; reason: string }>;
+    assert.equal(backup.at(-1)!.reason, 'update');
+    assert.ok(existsSync(backup.at(-1)!.file), 'the backup is kept for the hand restore');
+    assert.equal(sql('PRAGMA user_version'), '2', 'the half-migrated database as it was left');
   });
 });
