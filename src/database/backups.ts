@@ -50,11 +50,15 @@ export function openBackupDir(dir: string): string {
 async function sha256File(file: string): Promise<{ sha256: string; bytes: number }> {
   const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
   try {
+    // One buffer, reused: hashing a backup of any size costs a MiB, not a stream of garbage.
+    const buf = Buffer.allocUnsafe(1 << 20);
     const hash = createHash('sha256');
     let bytes = 0;
-    for await (const chunk of fh.createReadStream({ highWaterMark: 1 << 20 })) {
-      hash.update(chunk as Buffer);
-      bytes += (chunk as Buffer).length;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      hash.update(buf.subarray(0, bytesRead));
+      bytes += bytesRead;
     }
     return { sha256: hash.digest('hex'), bytes };
   } finally {
