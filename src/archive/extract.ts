@@ -28,6 +28,20 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { CutoverError, errnoCode, fsError } from '../errors.ts';
+import {
+  checkEntryPath,
+  checkLinkTarget,
+  checkSpecialBits,
+  checkWritableBits,
+  HINT_LINK,
+  HINT_TYPE,
+  HINT_OWNER,
+  HINT_PATHS,
+  limit,
+  refuseType,
+  unsafe,
+  type Kind,
+} from './entry-rules.ts';
 import { resolveLimits, type ExtractLimits } from './limits.ts';
 
 export interface ExtractOptions {
@@ -87,20 +101,11 @@ const MANIFEST = 'release.json';
 const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
 const CREATE_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
 
-const HINT_PATHS = 'do not install this archive; release entries must be relative paths inside the release root — tell the vendor';
-const HINT_OWNER = 'rebuild the archive with `tar --owner=0 --group=0 --numeric-owner`';
-const HINT_MODE = 'rebuild the archive without setuid/setgid/sticky bits or group/world-writable modes (e.g. `chmod -R go-w,-s,-t` first)';
-const HINT_TYPE =
-  'release archives may contain only regular files, directories and symlinks; rebuild it without hardlinks or special files (e.g. `tar --hard-dereference`)';
-const HINT_LINK = 'symlinks in a release must be relative and stay inside the release; rebuild the archive without that link';
 const HINT_CORRUPT = 'download the release again; if it keeps failing, the published archive is damaged — tell the vendor';
-const HINT_LIMIT = 'check that this is the right artifact; a release this large is refused to protect the disk';
 const HINT_BOMB =
   'do not install this archive: it expands far more than a release should (a decompression bomb?); tell the vendor, or raise [disk] max_ratio if it is genuine';
 const HINT_DECLARED = 'the archive is larger than its index entry says; do not install it, tell the vendor';
 const HINT_BUDGET = "free disk space on the install root's filesystem (or prune old releases with `gc`), then retry";
-
-type Kind = 'file' | 'dir' | 'symlink';
 
 interface Node {
   kind: Kind;
@@ -130,15 +135,6 @@ interface OpenFile {
 }
 
 const q = (p: string): string => JSON.stringify(p);
-
-function unsafe(entry: string, problem: string, hint: string): CutoverError {
-  return new CutoverError('E_ARCHIVE_UNSAFE', `archive entry ${q(entry)} ${problem}`, { hint, details: { entry } });
-}
-
-function limit(entry: string | undefined, problem: string, details: Record<string, unknown>, hint = HINT_LIMIT): CutoverError {
-  const msg = entry === undefined ? `archive ${problem}` : `archive entry ${q(entry)} ${problem}`;
-  return new CutoverError('E_ARCHIVE_LIMIT', msg, { hint, details: { entry, ...details } });
-}
 
 /** The ceilings beyond the fixed limits: declared size, expansion ratio, disk budget. */
 function capsFor(opts: ExtractOptions, archiveBytes: number): Cap[] {
@@ -424,24 +420,11 @@ class Extraction {
     if (++this.entries > limits.maxEntries) {
       throw limit(undefined, `has more than ${limits.maxEntries} entries`, { maxEntries: limits.maxEntries });
     }
-    if (Buffer.byteLength(raw) > limits.maxPathBytes) {
-      throw limit(raw, `has a path longer than ${limits.maxPathBytes} bytes`, { maxPathBytes: limits.maxPathBytes });
-    }
-    if (raw.includes('\0')) throw unsafe(raw, 'has a NUL byte in its path', HINT_PATHS);
-    if (this.metaNul) throw unsafe(raw, 'has a NUL byte in its pax/GNU extended header', HINT_PATHS);
-    if (raw.includes('\\')) throw unsafe(raw, 'has a backslash in its path', HINT_PATHS);
-    if (raw.startsWith('/')) throw unsafe(raw, 'has an absolute path', HINT_PATHS);
-    const segs = raw.split('/').filter((s) => s !== '' && s !== '.');
-    if (segs.includes('..')) throw unsafe(raw, 'has a ".." path segment', HINT_PATHS);
-    if (segs.length > limits.maxDepth) {
-      throw limit(raw, `is nested deeper than ${limits.maxDepth} directories`, { maxDepth: limits.maxDepth });
-    }
+    if (this.metaNul && !raw.includes('\0')) throw unsafe(raw, 'has a NUL byte in its pax/GNU extended header', HINT_PATHS);
+    const segs = checkEntryPath(raw, limits);
 
     const kind = kindOf(entry);
-    if (kind === undefined) {
-      const what = entry.type === 'Link' ? 'is a hardlink' : `has unsupported type ${entry.type}`;
-      throw unsafe(raw, what, HINT_TYPE);
-    }
+    if (kind === undefined) refuseType(raw, TAR_TYPES[entry.type] ?? entry.type);
     if (entry.uid !== 0 || entry.gid !== 0) {
       throw unsafe(raw, `is owned by uid ${String(entry.uid)} gid ${String(entry.gid)}, not 0/0`, HINT_OWNER);
     }
@@ -457,10 +440,8 @@ class Extraction {
     let mode = 0;
     if (kind !== 'symlink') {
       if (typeof entry.mode !== 'number') throw corrupt(`archive entry ${q(raw)} has no valid mode`, undefined, raw);
-      if (entry.mode & 0o7000) {
-        throw unsafe(raw, `has setuid/setgid/sticky mode ${octal(entry.mode)}`, HINT_MODE);
-      }
-      if (entry.mode & 0o022) throw unsafe(raw, `is group- or world-writable (mode ${octal(entry.mode)})`, HINT_MODE);
+      checkSpecialBits(raw, entry.mode);
+      checkWritableBits(raw, entry.mode);
       mode = kind === 'dir' ? (entry.mode & 0o755) | 0o700 : entry.mode & 0o755;
     }
 
@@ -518,22 +499,10 @@ class Extraction {
     }
   }
 
-  /** Lexical check: the target, taken relative to the link's directory, stays inside the archive root. */
+  /** The target stays inside the release (entry-rules.ts); an empty one is a damaged header. */
   checkLinkTarget(raw: string, rel: string, target: string): string {
-    const { maxPathBytes } = this.limits;
     if (target === '') throw corrupt(`archive entry ${q(raw)} is a symlink with an empty target`, undefined, raw);
-    if (Buffer.byteLength(target) > maxPathBytes) {
-      throw limit(raw, `has a symlink target longer than ${maxPathBytes} bytes`, { maxPathBytes });
-    }
-    if (target.includes('\0') || target.includes('\\')) {
-      throw unsafe(raw, `is a symlink with a NUL or backslash in its target ${q(target)}`, HINT_LINK);
-    }
-    if (target.startsWith('/')) throw unsafe(raw, `is a symlink to the absolute path ${q(target)}`, HINT_LINK);
-    const resolved = path.posix.normalize(path.posix.join(path.posix.dirname(rel), target));
-    if (resolved === '..' || resolved.startsWith('../')) {
-      throw unsafe(raw, `is a symlink to ${q(target)}, outside the release`, HINT_LINK);
-    }
-    return target;
+    return checkLinkTarget(raw, rel, target, this.limits.maxPathBytes);
   }
 
   /** Every proper prefix must be (or become) a directory: never a symlink, never a file. */
@@ -818,4 +787,10 @@ function kindOf(entry: ReadEntry): Kind | undefined {
   }
 }
 
-const octal = (mode: number): string => `0${(mode & 0o7777).toString(8)}`;
+/** node-tar's names for the header types a release may not have, as entry-rules.ts calls them. */
+const TAR_TYPES: Record<string, string> = {
+  Link: 'hardlink',
+  CharacterDevice: 'chardev',
+  BlockDevice: 'blockdev',
+  FIFO: 'fifo',
+};

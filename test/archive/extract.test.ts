@@ -384,9 +384,9 @@ test('every hardlink is refused, even one inside the tree', () =>
   expectRefused(withBase({ path: 'h', type: 'hardlink', linkpath: 'release.json' }), 'E_ARCHIVE_UNSAFE', { match: /"h" is a hardlink/, hint: /hard/ }));
 
 test('a character device is refused', () =>
-  expectRefused(withBase({ path: 'null', type: 'chardev' }), 'E_ARCHIVE_UNSAFE', { match: /"null".*CharacterDevice/ }));
+  expectRefused(withBase({ path: 'null', type: 'chardev' }), 'E_ARCHIVE_UNSAFE', { match: /"null" is a character device/ }));
 
-test('a block device is refused', () => expectRefused(withBase({ path: 'sda', type: 'blockdev' }), 'E_ARCHIVE_UNSAFE', { match: /BlockDevice/ }));
+test('a block device is refused', () => expectRefused(withBase({ path: 'sda', type: 'blockdev' }), 'E_ARCHIVE_UNSAFE', { match: /"sda" is a block device/ }));
 
 test('a FIFO is refused', () => expectRefused(withBase({ path: 'pipe', type: 'fifo' }), 'E_ARCHIVE_UNSAFE', { match: /FIFO/ }));
 
