@@ -9,6 +9,7 @@ import { formatBytes } from '../report.ts';
 import { checkVersion } from '../release/release-index.ts';
 import { escapeControls, escapeDeep } from '../text.ts';
 import { reportFailure } from './exit.ts';
+import { addReleaseCommands } from './release-commands.ts';
 import { TerminalReporter } from './output.ts';
 // The engine (undici, Sigstore, tar) loads only for the commands that need it: `status`,
 // `list`, `--help` and `--version` start in about half the time.
@@ -297,6 +298,18 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       const [{ JournalReporter, runDaemon }, { SystemdNotifier }] = await Promise.all([import('../daemon/daemon.ts'), import('../daemon/notify.ts')]);
       await runDaemon(file, { notifier: new SystemdNotifier(env), reporter: new JournalReporter(), now: () => new Date(), jitter: 0.1 }, controller.signal);
     });
+
+  addReleaseCommands(program, {
+    emit: (cmd, result, human) => {
+      globals = cmd.optsWithGlobals<GlobalOptions>();
+      emit(result, human);
+    },
+    say: (cmd, line) => {
+      globals = cmd.optsWithGlobals<GlobalOptions>();
+      if (!globals.quiet) process.stderr.write(`${prog}: ${escapeControls(line)}\n`);
+    },
+    env,
+  });
 
   try {
     await program.parseAsync(argv);

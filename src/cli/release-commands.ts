@@ -1,0 +1,101 @@
+/**
+ * `cutover release pack | verify | index`: the vendor's side. No cutover.toml, no root, nothing
+ * written outside `--out` and the index file. Flags are checked before any I/O, like everywhere.
+ */
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { CutoverError } from '../errors.ts';
+import { formatBytes } from '../report.ts';
+import { checkVersion } from '../release/release-index.ts';
+
+interface Io {
+  /** Print the result (JSON with --json, else the human line) and remember the global flags. */
+  emit(cmd: Command, result: unknown, human: () => string | null): void;
+  /** Human progress on stderr. */
+  say(cmd: Command, line: string): void;
+  env: NodeJS.ProcessEnv;
+}
+
+const usage = (message: string, hint: string): CutoverError => new CutoverError('E_USAGE', message, { hint });
+
+function wholeNumber(flag: string): (v: string) => number {
+  return (v) => {
+    if (!/^\d{1,9}$/.test(v)) throw usage(`${flag} ${JSON.stringify(v)} is not a whole number`, `pass e.g. ${flag} 3`);
+    return Number(v);
+  };
+}
+
+function argv(flag: string): (v: string) => string[] {
+  return (v) => {
+    const a = v.trim().split(/\s+/).filter(Boolean);
+    if (!a.length) throw usage(`${flag} is empty`, `pass the command, e.g. ${flag} "bin/migrate --all"`);
+    return a;
+  };
+}
+
+function appName(v: string): string {
+  if (!/^[a-z0-9][a-z0-9._-]{0,63}$/i.test(v))
+    throw usage(`--name ${JSON.stringify(v)} is not an app name`, 'letters, digits, ".", "_" or "-", as `app` in cutover.toml');
+  return v;
+}
+
+function version(v: string): string {
+  const c = checkVersion(v);
+  if (!c.ok) throw usage(`--version ${c.reason.replace(/^version /, '')}`, 'pass a semantic version like 1.4.0');
+  return c.version;
+}
+
+/** SOURCE_DATE_EPOCH (reproducible builds): whole seconds since the epoch, 0 when unset. */
+function sourceDateEpoch(env: NodeJS.ProcessEnv): number {
+  const v = env.SOURCE_DATE_EPOCH;
+  if (v === undefined || v === '') return 0;
+  if (!/^\d{1,12}$/.test(v))
+    throw usage(`SOURCE_DATE_EPOCH=${JSON.stringify(v)} is not a whole number of seconds`, 'set it to e.g. $(git log -1 --format=%ct), or unset it');
+  return Number(v);
+}
+
+export function addReleaseCommands(program: Command, io: Io): void {
+  const release = program.command('release').description('for vendors: pack, sign, index and verify releases (reads no cutover.toml, needs no root)');
+
+  release
+    .command('pack')
+    .description('a reproducible release archive from a build directory: OUT/NAME-VERSION.tar.gz')
+    .argument('<dir>', 'the build directory')
+    .addOption(new Option('--name <name>', "the app name (as `app` in operators' cutover.toml)").argParser(appName).makeOptionMandatory())
+    .addOption(new Option('--version <version>', 'the release version, e.g. 1.4.0').argParser(version).makeOptionMandatory())
+    .option('--out <dir>', 'where the archive goes (created if missing)', '.')
+    .addOption(new Option('--schema <n>', 'release.json "schema"').argParser(wholeNumber('--schema')))
+    .addOption(new Option('--rollback-safe-schema <n>', 'release.json "rollback_safe_schema"').argParser(wholeNumber('--rollback-safe-schema')))
+    .addOption(new Option('--migrate <command>', 'release.json "migrate", e.g. "bin/migrate"').argParser(argv('--migrate')))
+    .addOption(new Option('--migrate-pending <command>', 'release.json "migrate_pending"').argParser(argv('--migrate-pending')))
+    .option('--upgrade-from <range>', 'release.json "upgrade_from", e.g. ">=1.4.0"')
+    .action(
+      async (
+        dir: string,
+        o: {
+          name: string;
+          version: string;
+          out: string;
+          schema?: number;
+          rollbackSafeSchema?: number;
+          migrate?: string[];
+          migratePending?: string[];
+          upgradeFrom?: string;
+        },
+        cmd: Command,
+      ) => {
+        const mtime = sourceDateEpoch(io.env);
+        const fields: Record<string, unknown> = {
+          ...(o.schema !== undefined ? { schema: o.schema } : {}),
+          ...(o.rollbackSafeSchema !== undefined ? { rollback_safe_schema: o.rollbackSafeSchema } : {}),
+          ...(o.migrate ? { migrate: o.migrate } : {}),
+          ...(o.migratePending ? { migrate_pending: o.migratePending } : {}),
+          ...(o.upgradeFrom !== undefined ? { upgrade_from: o.upgradeFrom } : {}),
+        };
+        const { packRelease } = await import('../release/pack.ts');
+        const r = await packRelease({ dir, name: o.name, version: o.version, out: o.out, fields, mtime });
+        io.say(cmd, `packed ${r.file}: ${formatBytes(r.size)} (${formatBytes(r.unpacked_size)} unpacked), sha256 ${r.sha256}`);
+        io.emit(cmd, r, () => null);
+      },
+    );
+}
