@@ -309,6 +309,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       if (!globals.quiet) process.stderr.write(`${prog}: ${escapeControls(line)}\n`);
     },
     env,
+    signal: controller.signal,
   });
 
   try {

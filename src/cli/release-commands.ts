@@ -2,6 +2,7 @@
  * `cutover release pack | verify | index`: the vendor's side. No cutover.toml, no root, nothing
  * written outside `--out` and the index file. Flags are checked before any I/O, like everywhere.
  */
+import { homedir } from 'node:os';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { CutoverError } from '../errors.ts';
@@ -14,6 +15,7 @@ interface Io {
   /** Human progress on stderr. */
   say(cmd: Command, line: string): void;
   env: NodeJS.ProcessEnv;
+  signal: AbortSignal;
 }
 
 const usage = (message: string, hint: string): CutoverError => new CutoverError('E_USAGE', message, { hint });
@@ -98,4 +100,60 @@ export function addReleaseCommands(program: Command, io: Io): void {
         io.emit(cmd, r, () => null);
       },
     );
+
+  release
+    .command('verify')
+    .description('verify a file and its Sigstore bundle exactly as `update` does')
+    .argument('<file>', 'the release archive (or any file)')
+    .requiredOption('--identity <identity>', 'the exact certificate identity; {version} is replaced')
+    .requiredOption('--issuer <issuer>', 'the exact OIDC issuer')
+    .addOption(new Option('--version <version>', "for {version} in the identity (default: the archive's release.json)").argParser(version))
+    .option('--bundle <file>', 'the Sigstore bundle (default: FILE.sigstore.json)')
+    .option('--trusted-root <file>', 'trust this trusted_root.json instead of the public-good root (TUF)')
+    .action(async (file: string, o: { identity: string; issuer: string; version?: string; bundle?: string; trustedRoot?: string }, cmd: Command) => {
+      const { verifyFile } = await import('../release/verify-file.ts');
+      const r = await verifyFile({
+        file,
+        bundle: o.bundle,
+        identity: o.identity,
+        issuer: o.issuer,
+        version: o.version,
+        trustedRoot: o.trustedRoot,
+        tufCache: userCache(io.env),
+        signal: io.signal,
+      });
+      io.say(cmd, `verified ${r.file}: signed by ${r.identity} (issuer ${r.issuer}), sha256 ${r.sha256}`);
+      io.emit(cmd, r, () => null);
+    });
+
+  release
+    .command('index')
+    .description('add a release to an index.json (created if missing), or remove one')
+    .argument('<index>', 'the index file, e.g. out/index.json')
+    .option('--add <file>', 'a packed and signed release archive (FILE.sigstore.json beside it)')
+    .addOption(new Option('--remove <version>', 'drop this version (yanked)').argParser(version))
+    .option('--base-url <url>', 'absolute URL the files are published under (default: URLs relative to the index)')
+    .action(async (index: string, o: { add?: string; remove?: string; baseUrl?: string }, cmd: Command) => {
+      if ((o.add === undefined) === (o.remove === undefined))
+        throw usage('pass exactly one of --add FILE and --remove VERSION', 'e.g. `release index out/index.json --add out/demo-1.4.0.tar.gz`');
+      if (o.baseUrl !== undefined) {
+        let u: URL | undefined;
+        try {
+          u = new URL(o.baseUrl);
+        } catch {
+          u = undefined;
+        }
+        if (u?.protocol !== 'https:') throw usage(`--base-url ${JSON.stringify(o.baseUrl)} is not an https URL`, 'operators fetch releases over https only');
+      }
+      const { addToIndex, removeFromIndex } = await import('../release/index-file.ts');
+      const r = o.add !== undefined ? await addToIndex({ index, file: o.add, baseUrl: o.baseUrl }) : await removeFromIndex({ index, version: o.remove! });
+      io.say(cmd, `${r.action === 'unchanged' ? `v${r.version} is already listed with the same bytes` : `${r.action} v${r.version}`} in ${r.index}`);
+      io.emit(cmd, r, () => null);
+    });
+}
+
+/** The user's cache directory for TUF metadata: $XDG_CACHE_HOME/cutover, or ~/.cache/cutover. */
+function userCache(env: NodeJS.ProcessEnv): string {
+  const base = env.XDG_CACHE_HOME && env.XDG_CACHE_HOME.startsWith('/') ? env.XDG_CACHE_HOME : `${env.HOME ?? homedir()}/.cache`;
+  return `${base}/cutover/tuf`;
 }
