@@ -102,6 +102,33 @@ export function addReleaseCommands(program: Command, io: Io): void {
     );
 
   release
+    .command('sign')
+    .description('sign a file with Sigstore: FILE.sigstore.json beside it')
+    .argument('<file>', 'the release archive (or any file)')
+    .option('--identity-token <jwt>', "the OIDC token to certify (default: $SIGSTORE_ID_TOKEN, else the GitHub Actions job's own)")
+    .addOption(new Option('--fulcio-url <url>', 'Fulcio base URL').default('https://fulcio.sigstore.dev').argParser(httpUrl('--fulcio-url')))
+    .addOption(new Option('--rekor-url <url>', 'Rekor base URL').default('https://rekor.sigstore.dev').argParser(httpUrl('--rekor-url')))
+    .addOption(new Option('--tsa-url <url>', 'RFC 3161 timestamp authority base URL (optional)').argParser(httpUrl('--tsa-url')))
+    .addOption(new Option('--version <version>', "for the trust.identity template it prints (default: the archive's release.json)").argParser(version))
+    .action(async (file: string, o: { identityToken?: string; fulcioUrl: string; rekorUrl: string; tsaUrl?: string; version?: string }, cmd: Command) => {
+      const { identityTemplate, identityToken, signFile } = await import('../release/sign.ts');
+      const token = await identityToken(o.identityToken, io.env, io.signal);
+      const r = await signFile({ file, token, fulcioUrl: o.fulcioUrl, rekorUrl: o.rekorUrl, tsaUrl: o.tsaUrl });
+      let v = o.version;
+      if (v === undefined) {
+        const { archiveInfo } = await import('../release/archive-info.ts');
+        const m = await archiveInfo(file).catch(() => undefined);
+        v = typeof m?.manifest.version === 'string' ? m.manifest.version.replace(/^v/i, '') : undefined;
+      }
+      const template = identityTemplate(r.identity, v);
+      io.say(cmd, `wrote ${r.bundle}`);
+      io.say(cmd, `identity: ${r.identity}`);
+      io.say(cmd, `issuer:   ${r.issuer}`);
+      if (template) io.say(cmd, `operators configure: [trust] identity = "${template}", issuer = "${r.issuer}"`);
+      io.emit(cmd, { ...r, ...(template ? { template } : {}) }, () => null);
+    });
+
+  release
     .command('verify')
     .description('verify a file and its Sigstore bundle exactly as `update` does')
     .argument('<file>', 'the release archive (or any file)')
@@ -150,6 +177,19 @@ export function addReleaseCommands(program: Command, io: Io): void {
       io.say(cmd, `${r.action === 'unchanged' ? `v${r.version} is already listed with the same bytes` : `${r.action} v${r.version}`} in ${r.index}`);
       io.emit(cmd, r, () => null);
     });
+}
+
+function httpUrl(flag: string): (v: string) => string {
+  return (v) => {
+    let u: URL;
+    try {
+      u = new URL(v);
+    } catch {
+      throw usage(`${flag} ${JSON.stringify(v)} is not a URL`, `pass a base URL such as https://fulcio.sigstore.dev`);
+    }
+    if (u.protocol !== 'https:' && u.protocol !== 'http:') throw usage(`${flag} must be an http(s) URL`, "pass the service's base URL");
+    return v;
+  };
 }
 
 /** The user's cache directory for TUF metadata: $XDG_CACHE_HOME/cutover, or ~/.cache/cutover. */

@@ -237,7 +237,7 @@ function identityError(policy: VerifyPolicy, identity: string | undefined, issue
 }
 
 /** Identity as recorded in the leaf certificate (same rules as @sigstore/verify). */
-function certIdentity(cert: X509Certificate): { identity?: string; issuer?: string } {
+export function certIdentity(cert: X509Certificate): { identity?: string; issuer?: string } {
   const v2 = cert.extension(OID_FULCIO_ISSUER_V2);
   const issuer = v2 ? v2.valueObj.subs[0]?.value.toString('ascii') : cert.extension(OID_FULCIO_ISSUER_V1)?.value.toString('ascii');
   const out: { identity?: string; issuer?: string } = {};

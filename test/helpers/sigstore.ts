@@ -24,7 +24,7 @@ import { initializeTLog, rekorHandler } from '@sigstore/mock/dist/rekor/index.js
 import { initializeTSA, tsaHandler } from '@sigstore/mock/dist/timestamp/index.js';
 import type { Handler } from '@sigstore/mock/dist/shared.types.js';
 import { HashAlgorithm, PublicKeyDetails, TrustedRoot } from '@sigstore/protobuf-specs';
-import { FulcioSigner, MessageSignatureBundleBuilder, RekorWitness, TSAWitness } from '@sigstore/sign';
+import { DSSEBundleBuilder, FulcioSigner, MessageSignatureBundleBuilder, RekorWitness, TSAWitness } from '@sigstore/sign';
 import type { Artifact, Signature, Signer, Witness } from '@sigstore/sign';
 
 export interface SignOptions {
@@ -53,6 +53,11 @@ export interface MockSigstore {
    * read), producing the same kind of bundle.
    */
   sign(artifact: Buffer | string, opts: SignOptions): Promise<Record<string, unknown>>;
+  /**
+   * A GitHub-artifact-attestation-style bundle: a DSSE envelope over an in-toto statement whose
+   * subject is `name` with the artifact's sha256 (what actions/attest-build-provenance makes).
+   */
+  attest(artifact: Buffer, name: string, opts: SignOptions): Promise<Record<string, unknown>>;
   /** Base URL of the services (Fulcio, Rekor and TSA share it). */
   url: string;
   close(): Promise<void>;
@@ -193,10 +198,26 @@ export async function startSigstore(): Promise<MockSigstore> {
     return bundleToJSON(await builder.create({ data: digest }));
   }
 
+  async function attest(artifact: Buffer, name: string, opts: SignOptions): Promise<Record<string, unknown>> {
+    const statement = {
+      _type: 'https://in-toto.io/Statement/v1',
+      subject: [{ name, digest: { sha256: createHash('sha256').update(artifact).digest('hex') } }],
+      predicateType: 'https://slsa.dev/provenance/v1',
+      predicate: { buildDefinition: { buildType: 'https://actions.github.io/buildtypes/workflow/v1' } },
+    };
+    const builder = new DSSEBundleBuilder({
+      signer: new FulcioSigner({ fulcioBaseURL: url, identityProvider: { getToken: async () => identityToken(opts) }, retry: RETRY }),
+      // An intoto entry, as the public-good bundles of GitHub attestations carry.
+      witnesses: [new RekorWitness({ rekorBaseURL: url, retry: RETRY, entryType: 'intoto' }), new TSAWitness({ tsaBaseURL: url, retry: RETRY })],
+    });
+    return bundleToJSON(await builder.create({ data: Buffer.from(JSON.stringify(statement)), type: 'application/vnd.in-toto+json' }));
+  }
+
   return {
     trustedRootJson,
     writeTrustedRoot: (file) => writeFile(file, JSON.stringify(trustedRootJson, null, 2)),
     sign,
+    attest,
     url,
     close: () =>
       new Promise<void>((resolve, reject) => {
