@@ -19,8 +19,7 @@ const { values } = parseArgs({ options: { mib: { type: 'string' }, rounds: { typ
 const size = Number(values.mib ?? 256);
 const rounds = Number(values.rounds ?? 3);
 if (spawnSync('sqlite3', ['-version']).status !== 0) {
-  process.stderr.write('bench:backup needs sqlite3 (apt-get install sqlite3) for its baseline\n');
-  process.exit(2);
+  throw new Error('bench:backup needs sqlite3 (apt-get install sqlite3) for its baseline');
 }
 
 const dir = mkdtempSync(path.join(tmpdir(), 'cutover-bench-backup-'));

@@ -10,7 +10,7 @@ import type { ExtractLimits } from './limits.ts';
 
 export const HINT_PATHS = 'do not install this archive; release entries must be relative paths inside the release root — tell the vendor';
 export const HINT_OWNER = 'rebuild the archive with `tar --owner=0 --group=0 --numeric-owner`';
-export const HINT_MODE = 'rebuild the archive without setuid/setgid/sticky bits or group/world-writable modes (e.g. `chmod -R go-w,-s,-t` first)';
+const HINT_MODE = 'rebuild the archive without setuid/setgid/sticky bits or group/world-writable modes (e.g. `chmod -R go-w,-s,-t` first)';
 export const HINT_TYPE = 'releases may contain only regular files, directories and symlinks; rebuild the archive without hardlinks, devices, FIFOs or sockets';
 export const HINT_LINK = 'symlinks in a release must be relative and stay inside the release; rebuild the archive without that link';
 const HINT_LIMIT = 'check that this is the right artifact; a release this large is refused to protect the disk';
@@ -85,4 +85,4 @@ export function checkLinkTarget(raw: string, rel: string, target: string, maxPat
   return target;
 }
 
-export const octal = (mode: number): string => `0${(mode & 0o7777).toString(8)}`;
+const octal = (mode: number): string => `0${(mode & 0o7777).toString(8)}`;

@@ -4,12 +4,12 @@
  * write the backup beside the live file, fsync it, give it the live file's owner and mode, and
  * rename it over the live file, then remove the old `-wal`/`-shm` (they belong to the old file).
  */
-import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { chmod, chown, copyFile, lstat, mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { chown, lstat, mkdir, open, rm, stat } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { commandEnv } from '../system/commands.ts';
 import path from 'node:path';
 import { CutoverError, errnoCode } from '../errors.ts';
-import { fsyncDir } from '../layout/durable.ts';
 import type { DatabaseDriver, RehearsalSupport, RunUser, ScratchCopy } from './driver.ts';
 
 type Sqlite = typeof import('node:sqlite');
@@ -17,6 +17,46 @@ type Sqlite = typeof import('node:sqlite');
 /** Loaded on first use: only installs with a SQLite database pay for it. */
 async function sqlite(): Promise<Sqlite> {
   return import('node:sqlite');
+}
+
+/**
+ * Put `file` (root's, read by root and fed on stdin) in place of `live` as uid:gid: a temp file
+ * beside it (mktemp), fsynced, given `mode` (and, only when that is root, `owner`), renamed over
+ * it, the old -wal/-shm/-journal removed, the directory fsynced.
+ */
+async function restoreAs(uid: number, gid: number, file: string, live: string, mode: number, owner: string): Promise<void> {
+  const script = [
+    'set -eu',
+    'umask 077',
+    'tmp=$(mktemp "$1.cutover-restore-XXXXXX")',
+    'trap \'rm -f "$tmp"\' EXIT',
+    'cat > "$tmp"',
+    'chmod "$2" "$tmp"',
+    '[ "$(id -u)" != 0 ] || chown "$3" "$tmp"',
+    'sync "$tmp"',
+    'mv -f "$tmp" "$1"',
+    'trap - EXIT',
+    'rm -f "$1-wal" "$1-shm" "$1-journal"',
+    'sync "$(dirname "$1")"',
+  ].join('\n');
+  const input = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn('sh', ['-c', script, 'sh', live, mode.toString(8), owner], {
+        stdio: [input.fd, 'ignore', 'pipe'],
+        env: commandEnv(),
+        cwd: '/',
+        ...(uid !== 0 ? { uid, gid } : {}),
+      });
+      let stderr = '';
+      child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4096)));
+      child.on('error', (e) => resolve({ code: null, stderr: e.message }));
+      child.on('close', (code) => resolve({ code, stderr }));
+    });
+    if (r.code !== 0) throw new Error(r.stderr.trim().split('\n').pop() || `the restore exited ${r.code}`);
+  } finally {
+    await input.close();
+  }
 }
 
 function reason(e: unknown): string {
@@ -129,38 +169,45 @@ export function sqliteDriver(opts: { path: string; user: RunUser | undefined }):
 
     async restore(file) {
       const dir = path.dirname(live);
-      const owner = await stat(live).then(
-        (s) => ({ uid: s.uid, gid: s.gid, mode: s.mode & 0o7777 }),
-        () => undefined,
-      );
-      // Gone (deleted by hand): the database is recreated as the directory's owner, private.
-      const dirSt = await stat(dir);
-      const { uid, gid, mode } = owner ?? { uid: dirSt.uid, gid: dirSt.gid, mode: 0o600 };
-      const tmp = path.join(dir, `.${path.basename(live)}.cutover-restore-${randomBytes(6).toString('hex')}`);
+      const [liveSt, dirSt] = await Promise.all([lstat(live).catch(() => undefined), lstat(dir).catch(() => undefined)]);
+      if (liveSt?.isSymbolicLink() || (liveSt && !liveSt.isFile())) {
+        throw new CutoverError('E_UNSAFE_PATH', `the database ${live} is not a regular file`, {
+          hint: 'point [database] path at the database file itself; nothing was restored',
+        });
+      }
+      if (!dirSt?.isDirectory()) {
+        throw new CutoverError('E_UNSAFE_PATH', `the database's directory ${dir} is not a directory`, {
+          hint: 'point [database] path at the database file itself; nothing was restored',
+        });
+      }
+      // The database's owner (the app's account) may rename, link or swap anything in its own
+      // directory while this runs: the file work is done as that owner, never as root, so no
+      // trick there can make root write, chown or remove something else.
+      const owner = liveSt ?? dirSt;
+      const mode = liveSt ? liveSt.mode & 0o7777 : 0o600;
       try {
-        await copyFile(file, tmp, constants.COPYFILE_EXCL);
-        await chown(tmp, uid, gid);
-        await chmod(tmp, mode);
-        await fsyncFile(tmp);
-        await rename(tmp, live);
-        for (const side of ['-wal', '-shm', '-journal']) await rm(`${live}${side}`, { force: true });
-        await fsyncDir(dir);
+        // As whoever owns the directory (who alone can create files in it); root, in a directory of root's, gives the file its owner.
+        await restoreAs(dirSt.uid, dirSt.gid, file, live, mode, `${owner.uid}:${owner.gid}`);
       } catch (e) {
-        await rm(tmp, { force: true });
-        throw backupFailed(`could not restore ${live} from ${file}`, e, `the live database was not replaced; restore it by hand: cp ${file} ${live}`);
+        throw backupFailed(
+          `could not restore ${live} from ${file}`,
+          e,
+          `the live database was not replaced; restore it by hand: stop the units, then cp ${file} ${live}`,
+        );
       }
     },
 
     async scratchCopy(sandbox): Promise<ScratchCopy> {
       // The migration rehearses as `user`: the copy lives in a directory of its own that it owns.
+      // The directory stays root's 0700 until the file in it is the user's, so nothing can be swapped in between.
       const dir = path.join(sandbox, 'rehearsal');
       await mkdir(dir, { mode: 0o700 });
       const copy = path.join(dir, path.basename(live));
       try {
         await copyDatabase(live, copy);
         if (opts.user) {
-          await chown(dir, opts.user.uid, opts.user.gid);
           await chown(copy, opts.user.uid, opts.user.gid);
+          await chown(dir, opts.user.uid, opts.user.gid);
         }
       } catch (e) {
         await rm(dir, { recursive: true, force: true });

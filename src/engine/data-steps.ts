@@ -17,7 +17,7 @@ import { ensurePrivateDir } from '../layout/trusted-path.ts';
 import { formatBytes } from '../report.ts';
 import { describeRun, killLeftover, processStart, runAs, type RunAsResult } from '../system/run-as.ts';
 import { gateReason, restartTimeout, signalName, unhealthy, type Handler, type StepContext } from './handlers.ts';
-import type { Step } from './steps.ts';
+import type { Step, StepRecord } from './steps.ts';
 
 type H<K extends Step['kind']> = Handler<Extract<Step, { kind: K }>>;
 
@@ -29,6 +29,19 @@ function driverOf(ctx: StepContext): DatabaseDriver {
 /** A step that ran (even if it failed, or was undone since) may have changed the database. */
 const changedStatuses = new Set(['done', 'running', 'failed', 'undone']);
 
+/**
+ * The migration did not finish: a `migrate` step that ran with nothing after it ever started (its
+ * own status may say `undone` by now); or, for a release without `migrate` (it migrates itself
+ * when it starts), a start that ran while the gate never did.
+ */
+function migrationCutShort(later: StepRecord[]): boolean {
+  if (later.some((r) => r.step.kind === 'migrate')) {
+    return later.some((r, i) => r.step.kind === 'migrate' && changedStatuses.has(r.status) && later.slice(i + 1).every((n) => n.status === 'pending'));
+  }
+  const gateRan = later.some((r) => r.step.kind === 'gate' && r.status !== 'pending');
+  return !gateRan && later.some((r) => r.step.kind === 'start' && changedStatuses.has(r.status));
+}
+
 /** What the steps after `step` did to the database, as the journal tells it (undone steps had run). */
 function laterChanges(ctx: StepContext, step: Step): { migrated: boolean; migrateFailed: boolean; started: boolean; restored: boolean } {
   const at = ctx.journal.steps.findIndex((r) => r.step === step);
@@ -36,8 +49,7 @@ function laterChanges(ctx: StepContext, step: Step): { migrated: boolean; migrat
   const ran = (kind: Step['kind']): boolean => later.some((r) => r.step.kind === kind && changedStatuses.has(r.status));
   return {
     migrated: ran('migrate'),
-    // It did not finish: nothing after it ever started (its own status may say `undone` by now).
-    migrateFailed: later.some((r, i) => r.step.kind === 'migrate' && changedStatuses.has(r.status) && later.slice(i + 1).every((n) => n.status === 'pending')),
+    migrateFailed: migrationCutShort(later),
     started: ran('start'),
     restored: ran('restore'),
   };
@@ -57,16 +69,27 @@ const stop: H<'stop'> = {
       }
     }
   },
-  /** Start them again, in their own order, on whatever `current` is now, and gate that. */
+  /** Start them again (restart: one pulled up meanwhile must not keep new code), in their own order, on whatever `current` is now, and gate that. */
   async undo(step, ctx) {
     const { reporter, serviceManager, health } = ctx.services;
+    const c = laterChanges(ctx, step);
+    if (step.unguarded && (c.migrated || c.started)) {
+      throw new CutoverError(
+        'E_ROLLBACK_FAILED',
+        `v${ctx.journal.to ?? '?'} changed the database and there is no backup to put it back (no [database] backup before this schema change), so ${step.units.join(', ')} stay stopped rather than run v${ctx.journal.from ?? '?'} on it`,
+        {
+          hint: 'restore the database from your own backup, then start the units; or install a release built for the new schema',
+          details: { units: step.units },
+        },
+      );
+    }
     const started = ctx.services.clock.now();
     const version = (await readCurrent(ctx.layout)) ?? '(none)';
     const units = [...step.units].reverse();
     for (const unit of units) {
       reporter.step(`Starting ${unit}`);
       await serviceManager.resetFailed(unit);
-      const r = await serviceManager.start(unit, restartTimeout(ctx));
+      const r = await serviceManager.restart(unit, restartTimeout(ctx));
       if (!r.ok) throw new CutoverError('E_ROLLBACK_FAILED', `${unit} does not start again on v${version}: ${r.reason}`, { details: { current: version } });
     }
     if (health) {
@@ -117,6 +140,8 @@ const backup: H<'backup'> = {
     }
     const to = ctx.journal.to;
     if (step.compatible && !c.migrateFailed && !c.restored) {
+      // Kept: the database is on the failed release's schema now, and that is what is recorded.
+      if (step.keeps) ctx.state.database = { ...step.keeps, at: new Date(ctx.services.clock.now()).toISOString(), via: 'migrate' };
       return `kept the database as v${to} left it: the release switched back to runs on its schema (rollback_safe_schema)`;
     }
     if (!rec)
@@ -124,6 +149,11 @@ const backup: H<'backup'> = {
     const file = path.join(ctx.backup.dir, rec.file);
     try {
       await checkBackup(driver, ctx.backup.dir, rec);
+      // Nothing may run while the data goes back, not even a unit a dependency or a socket pulled up.
+      for (const unit of [...ctx.units].reverse()) {
+        const r = await ctx.services.serviceManager.stop(unit, restartTimeout(ctx));
+        if (!r.ok) throw new Error(`${unit} could not be stopped before the restore: ${r.reason}`);
+      }
       ctx.services.reporter.step(`Restoring the database from backup ${rec.id}`);
       await driver.restore(file);
     } catch (e) {
@@ -243,12 +273,21 @@ function migrationPidFile(ctx: StepContext): string {
 function rememberMigration(ctx: StepContext, pid: number): void {
   const start = processStart(pid);
   if (start === null) return;
-  const fd = openSync(migrationPidFile(ctx), constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
   try {
-    writeSync(fd, JSON.stringify({ pid, start }));
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    const fd = openSync(migrationPidFile(ctx), constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
+    try {
+      writeSync(fd, JSON.stringify({ pid, start }));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // Unrecorded, a migration could outlive a crash unseen: it does not run at all (the run fails, the backup goes back).
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
   }
 }
 
@@ -290,13 +329,16 @@ const restore: H<'restore'> = {
 
 const recordSchema: H<'record-schema'> = {
   do(step, ctx) {
-    ctx.state.database = {
-      schema: step.schema,
-      rollbackSafe: step.rollbackSafe,
-      version: step.version,
-      at: new Date(ctx.services.clock.now()).toISOString(),
-      via: step.via,
-    };
+    ctx.state.database =
+      step.schema === null
+        ? null
+        : {
+            schema: step.schema,
+            rollbackSafe: step.rollbackSafe ?? step.schema,
+            version: step.version,
+            at: new Date(ctx.services.clock.now()).toISOString(),
+            via: step.via,
+          };
     return Promise.resolve();
   },
 };

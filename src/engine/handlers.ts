@@ -96,7 +96,8 @@ export function signalName(signal: AbortSignal): string {
  * the wait) it is marked bad so that the daemon never installs it again by itself.
  */
 export function unhealthy(ctx: StepContext, version: string, why: string, interrupted: boolean): CutoverError {
-  if (!interrupted && !ctx.state.bad.includes(version)) ctx.state.bad.push(version);
+  // A restore that fails its gate says nothing about the release (it was running fine before): no mark.
+  if (!interrupted && ctx.journal.op !== 'restore' && !ctx.state.bad.includes(version)) ctx.state.bad.push(version);
   return new CutoverError('E_UNHEALTHY', `v${version} was unhealthy (${why})`, {
     hint: `${interrupted ? 'the' : `v${version} is marked bad and will not be installed automatically; its`} logs: \`${journalHint(ctx.units)}\``,
     details: { bad: version, reason: why, interrupted },

@@ -5,6 +5,7 @@
  */
 import semver from 'semver';
 import { CutoverError } from '../errors.ts';
+import { formatBytes } from '../report.ts';
 import type { Reserve } from '../config/size.ts';
 import type { ReleaseEntry } from '../release/release-index.ts';
 import { backupFor, pendingBackup, planBackupPrune } from '../database/retention.ts';
@@ -35,6 +36,8 @@ export interface DataFacts {
   target: DataContract;
   /** The database as recorded (else as the current release declares it); null: not known. */
   db: SchemaLevel | null;
+  /** The schema the current release runs on (none declared: 0 once the database has one); null: no current release. */
+  currentSchema: number | null;
   /** A [database] is configured, and whether it exists yet. */
   configured: boolean;
   exists: boolean;
@@ -47,6 +50,8 @@ export interface DataFacts {
   backupKeep: number;
   /** About how large a backup would be. */
   estimate: number;
+  /** Free space where backups go, and what must stay free there (the [disk] reserve when it is the root's filesystem). */
+  backupSpace?: { dir: string; free: number; reserve: number };
   /** The daemon with migrations = "manual": a schema change is refused. */
   manual?: boolean;
   /** Dry run: list pending migrations; --rehearse: migrate a copy. */
@@ -227,7 +232,19 @@ function planData(f: UpdateFacts, installedAfter: string[]): { steps: Step[]; sc
   if (!d) return { steps: activationSteps(from, to, f.previous, f.activation), schema: null };
   const change = schemaChange(f, d);
   const taken = d.configured && d.exists && (d.when === 'always' || (d.when === 'schema' && change !== null));
-  const backupStep = (compatible: boolean): Step => ({
+  // Checked before the units stop: a backup that cannot fit is refused while nothing has changed.
+  if (taken && d.backupSpace && d.estimate + d.backupSpace.reserve > d.backupSpace.free) {
+    const { dir, free, reserve } = d.backupSpace;
+    throw new CutoverError(
+      'E_BACKUP_FAILED',
+      `not enough space in ${dir} for a backup of about ${formatBytes(d.estimate)} (${formatBytes(free)} free, ${formatBytes(reserve)} kept in reserve)`,
+      {
+        hint: 'free space there, move [backup] dir to a larger filesystem, or remove old backups; nothing was changed',
+        details: { dir, free, reserve, estimate: d.estimate },
+      },
+    );
+  }
+  const backupStep = (compatible: boolean, keeps?: { version: string; schema: number; rollbackSafe: number }): Step => ({
     kind: 'backup',
     id: d.backup.id,
     file: d.backup.file,
@@ -236,6 +253,7 @@ function planData(f: UpdateFacts, installedAfter: string[]): { steps: Step[]; sc
     rollbackSafe: d.db?.rollbackSafe ?? null,
     reason: from === null ? 'first-install' : 'update',
     compatible,
+    ...(keeps ? { keeps } : {}),
   });
   const steps: Step[] = [];
   const { units, health } = f.activation;
@@ -249,9 +267,12 @@ function planData(f: UpdateFacts, installedAfter: string[]): { steps: Step[]; sc
       steps.push({ kind: 'pending', version: to, argv: target.migratePending, schemaFrom: change.from, schemaTo: change.to });
     if (d.dryRun?.rehearse && target.migrate)
       steps.push({ kind: 'rehearse', version: to, argv: target.migrate, from, schemaFrom: change.from, schemaTo: change.to });
-    if (from !== null && units.length) steps.push({ kind: 'stop', units: [...units].reverse() });
-    // The old release keeps running on the new schema when the new one's migrations only expand.
-    if (taken) steps.push(backupStep(change.from !== null && runsOn(change.from, { schema: change.to, rollbackSafe: safe })));
+    // The release switched back to (current) runs on the new schema when the new one's migrations only expand.
+    const compatible = d.currentSchema !== null && runsOn(d.currentSchema, { schema: change.to, rollbackSafe: safe });
+    if (from !== null && units.length) {
+      steps.push({ kind: 'stop', units: [...units].reverse(), ...(!taken && !compatible && d.exists ? { unguarded: true } : {}) });
+    }
+    if (taken) steps.push(backupStep(compatible, compatible ? { version: to, schema: change.to, rollbackSafe: safe } : undefined));
     steps.push({ kind: 'switch', from, to, previous: f.previous });
     if (target.migrate) {
       steps.push({
@@ -424,12 +445,13 @@ export function planRestoreSteps(f: {
   if (f.to !== null && f.to !== f.from) steps.push({ kind: 'switch', from: f.from, to: f.to, previous: f.previous });
   steps.push(...units.map((unit): Step => ({ kind: 'start', unit })));
   if (units.length && health) steps.push({ kind: 'gate', version: to });
-  if (f.saved.schema !== null && f.record !== false) {
+  // What the backup holds is what the database now holds: a backup from before any schema leaves none recorded.
+  if (f.record !== false) {
     steps.push({
       kind: 'record-schema',
       version: f.saved.version ?? to,
       schema: f.saved.schema,
-      rollbackSafe: f.saved.rollbackSafe ?? f.saved.schema,
+      rollbackSafe: f.saved.schema === null ? null : (f.saved.rollbackSafe ?? f.saved.schema),
       via: 'restore',
     });
   }

@@ -28,7 +28,16 @@ export type Step =
   /** Write: remove releases beyond `keep`. Failures are warnings; never undone. */
   | { kind: 'prune'; versions: string[] }
   /** Wait: stop the units (in this order: the reverse of theirs) before the database changes. Undo: start them in order, gate. */
-  | { kind: 'stop'; units: string[] }
+  | {
+      kind: 'stop';
+      units: string[];
+      /**
+       * The schema changes and nothing can put the data back (no backup, not compatible): if the
+       * update fails after the database changed, the units stay stopped (exit 9) rather than run
+       * the old release on it.
+       */
+      unguarded?: boolean;
+    }
   /**
    * Write: a checksummed, checked backup of the database into `[backup] dir`, recorded in the state.
    * Undo: restore it when a later step changed the database (a migration, the new release's start,
@@ -43,6 +52,8 @@ export type Step =
       rollbackSafe: number | null;
       reason: 'update' | 'manual' | 'restore' | 'first-install';
       compatible: boolean;
+      /** When the undo keeps the changed database (compatible), the schema it is then on. */
+      keeps?: { version: string; schema: number; rollbackSafe: number };
     }
   /** Write: the release's migration, as `user`, from its directory. Undone by the backup's restore. */
   | { kind: 'migrate'; version: string; argv: string[]; from: string | null; schemaFrom: number | null; schemaTo: number; backup: string | null }
@@ -53,7 +64,7 @@ export type Step =
   /** Write: put the database back from a backup (the backup step before it keeps what it replaces). */
   | { kind: 'restore'; id: string }
   /** Write: the database's schema as it now is. */
-  | { kind: 'record-schema'; version: string; schema: number; rollbackSafe: number; via: 'migrate' | 'start' | 'restore' | 'install' }
+  | { kind: 'record-schema'; version: string; schema: number | null; rollbackSafe: number | null; via: 'migrate' | 'start' | 'restore' | 'install' }
   /** Write: remove backups beyond `[backup] keep` (never one that protects a retained release). Failures are warnings. */
   | { kind: 'prune-backups'; ids: string[] }
   /** Read (dry run): the target's `migrate_pending` against the live database, as `user`. */
@@ -121,7 +132,9 @@ export function stepLine(s: Step): string {
     case 'restore':
       return `restore        the database from backup ${s.id}`;
     case 'record-schema':
-      return `record-schema  the database is on schema ${s.schema} (${v(s.version)})`;
+      return s.schema === null
+        ? `record-schema  the database has no recorded schema (as in its backup)`
+        : `record-schema  the database is on schema ${s.schema} (${v(s.version)})`;
     case 'prune-backups':
       return `prune-backups  remove ${s.ids.join(', ')}`;
     case 'pending':

@@ -2,7 +2,7 @@
  * `update` and `update --dry-run`: gather the facts, plan the steps (plan.ts, pure), then run
  * them with the executor (executor.ts), or, for a dry run, run only the steps that read.
  */
-import { mkdir, mkdtemp, rm, statfs } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Config } from '../config/config.ts';
@@ -26,6 +26,7 @@ import { guardInstallRoot } from './guard.ts';
 import { commitIndex, planUpdate, type DataFacts, type DiskFacts, type UpdateFacts, type UpdatePlan } from './plan.ts';
 import { recover } from './recover.ts';
 import { upgradePath } from './upgrade-path.ts';
+import { reserveBytes } from './disk.ts';
 import type { Services } from './services.ts';
 import { contractOf, NO_CONTRACT, schemaLevel } from './schema-facts.ts';
 import { describeStep, type Step } from './steps.ts';
@@ -248,6 +249,30 @@ function checkUpgradeFrom(version: string, range: string | null, current: string
   });
 }
 
+/** Free space where backups go (the nearest existing directory), and the reserve when that is the root's filesystem. */
+async function backupSpace(config: Config): Promise<{ dir: string; free: number; reserve: number } | undefined> {
+  let dir = config.backup.dir;
+  while (
+    !(await stat(dir).then(
+      (s) => s.isDirectory(),
+      () => false,
+    ))
+  ) {
+    if (path.dirname(dir) === dir) return undefined;
+    dir = path.dirname(dir);
+  }
+  const [fs, dev, rootDev] = await Promise.all([
+    statfs(dir),
+    stat(dir).then((s) => s.dev),
+    stat(config.root).then(
+      (s) => s.dev,
+      () => -1,
+    ),
+  ]);
+  const reserve = dev === rootDev ? reserveBytes(config.disk.reserve, fs.blocks * fs.bsize) : 0;
+  return { dir: config.backup.dir, free: fs.bavail * fs.bsize, reserve };
+}
+
 async function dataFacts(
   config: Config,
   layout: Layout,
@@ -261,12 +286,14 @@ async function dataFacts(
   const target = retained
     ? ((await contractOf(layout, release.version)) ?? NO_CONTRACT)
     : { ...NO_CONTRACT, schema: release.schema ?? null, rollbackSafeSchema: release.schema ?? null, upgradeFrom: release.upgradeFrom ?? null };
-  const db = schemaLevel(state, current ? await contractOf(layout, current) : null);
+  const currentContract = current ? await contractOf(layout, current) : null;
+  const db = schemaLevel(state, currentContract);
   const driver = databaseDriver(config);
   const id = newBackupId(now, current, state.backups);
   return {
     target,
     db,
+    currentSchema: current === null ? null : (currentContract?.schema ?? (db ? 0 : null)),
     configured: driver !== null,
     exists: driver ? await driver.exists() : false,
     when: config.backup.when,
@@ -275,6 +302,7 @@ async function dataFacts(
     backups: state.backups,
     backupKeep: config.backup.keep,
     estimate: driver ? await driver.estimateBytes() : 0,
+    ...(driver ? { backupSpace: await backupSpace(config) } : {}),
     ...(opts.dryRun ? { dryRun: { pending: true, rehearse: !!opts.rehearse } } : {}),
     ...(opts.allowSchemaChange === false ? { manual: true } : {}),
   };
@@ -357,7 +385,7 @@ function result(config: Config, plan: UpdatePlan, dryRun: boolean, done: Execute
     pruned: dryRun || !done ? [...plan.pruneBefore, ...plan.prune] : done.scratch.pruned,
     rollbackTarget: plan.rollbackTarget,
     steps: done ? done.records.map(describeStep) : [],
-    schema: schemaStep ? { from: facts.data?.db?.schema ?? null, to: schemaStep.schema } : null,
+    schema: schemaStep && schemaStep.schema !== null ? { from: facts.data?.db?.schema ?? null, to: schemaStep.schema } : null,
     backup: backupStep ? { id: backupStep.id, file: path.join(config.backup.dir, backupStep.file), estimatedBytes: facts.data?.estimate ?? 0 } : null,
     ...(done?.scratch.pending ? { pending: done.scratch.pending } : {}),
     ...(done?.scratch.rehearsed ? { rehearsed: done.scratch.rehearsed } : {}),

@@ -25,8 +25,6 @@ import { CutoverError, fsError } from '../errors.ts';
 import { writeFileAtomic } from '../layout/durable.ts';
 import { certIdentity } from '../verify/verify.ts';
 
-export const PUBLIC_GOOD = { fulcio: 'https://fulcio.sigstore.dev', rekor: 'https://rekor.sigstore.dev' } as const;
-
 export interface SignFileOptions {
   file: string;
   /** The OIDC identity token Fulcio certifies. */

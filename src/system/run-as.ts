@@ -8,7 +8,7 @@
  * come back for the error message.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, constants, fchmodSync, fchownSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fchownSync, fsyncSync, openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { formatDuration } from '../config/duration.ts';
 import type { RunUser } from '../database/driver.ts';
@@ -368,14 +368,39 @@ export function processStart(pid: number): string | null {
  * process that was started then: SIGKILL to the group, then wait (bounded) for the leader to go.
  */
 export async function killLeftover(pid: number, start: string): Promise<boolean> {
-  if (processStart(pid) !== start) return false;
+  // The group outlives its leader: every process still in it (started no earlier than the leader) goes.
+  const members = groupMembers(pid, start);
+  if (!members.length) return false;
   try {
     process.kill(-pid, 'SIGKILL');
   } catch {
     return false;
   }
-  for (let i = 0; i < 100 && processStart(pid) === start && !isZombie(pid); i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 100 && groupMembers(pid, start).some((m) => !isZombie(m)); i++) await new Promise((r) => setTimeout(r, 50));
   return true;
+}
+
+/** Live processes in process group `pgid` that started at or after `start` (clock ticks since boot). */
+function groupMembers(pgid: number, start: string): number[] {
+  const out: number[] = [];
+  let names: string[];
+  try {
+    names = readdirSync('/proc');
+  } catch {
+    return out;
+  }
+  for (const n of names) {
+    if (!/^\d+$/.test(n)) continue;
+    try {
+      const stat = readFileSync(`/proc/${n}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // After ")": state(0) ppid(1) pgrp(2) … starttime(19)
+      if (Number(f[2]) === pgid && f[0] !== 'Z' && BigInt(f[19] ?? '0') >= BigInt(start)) out.push(Number(n));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
 }
 
 function isZombie(pid: number): boolean {

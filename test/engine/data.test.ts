@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, readlinkSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { loadConfig, type Config } from '../../src/config/config.ts';
@@ -50,6 +50,7 @@ describe('schema-changing updates around the units (in-process, fake systemd)', 
       files: { 'bin/migrate': migrate(2, 'ALTER TABLE notes ADD COLUMN tag TEXT') },
       manifest: { schema: 2, migrate: ['bin/migrate'] },
     });
+    await w.publish('2.2.0', { files: { 'bin/demo': '#!/bin/sh\n' }, manifest: { schema: 2, rollback_safe_schema: 1 } });
     await w.publish('2.1.0', {
       files: { 'bin/migrate': migrate(2, 'ALTER TABLE notes ADD COLUMN tag TEXT') },
       manifest: { schema: 2, rollback_safe_schema: 1, migrate: ['bin/migrate'] },
@@ -98,10 +99,14 @@ describe('schema-changing updates around the units (in-process, fake systemd)', 
       'stop a.service',
       'start a.service@2.0.0',
       'start b.service@2.0.0',
+      // The starts undone (they ran the new code), then the backup's undo stops every unit again
+      // (one a dependency pulled up too) before the restore, then the stop's undo brings v1 back.
       'stop b.service',
       'stop a.service',
-      'start a.service@1.0.0',
-      'start b.service@1.0.0',
+      'stop b.service',
+      'stop a.service',
+      'restart a.service@1.0.0',
+      'restart b.service@1.0.0',
     ]);
     assert.equal(sql('.dump'), before);
     assert.equal(readlinkSync(path.join(config.root, 'current')), 'releases/v1.0.0');
@@ -117,6 +122,27 @@ describe('schema-changing updates around the units (in-process, fake systemd)', 
     });
     assert.equal(sql('PRAGMA user_version'), '2');
     assert.equal(readlinkSync(path.join(config.root, 'current')), 'releases/v1.0.0');
+    const st = JSON.parse(readFileSync(path.join(config.root, '.cutover', 'state.json'), 'utf8')) as { database: { schema: number; rollbackSafe: number } };
+    assert.deepEqual([st.database.schema, st.database.rollbackSafe], [2, 1], 'the kept database is recorded on the schema it is on');
+  });
+
+  test('a release that migrates itself on start and fails to start: its data is put back even though it only expands', async () => {
+    s.serviceManager.failing.set('a.service@2.2.0', 'exited 1 (migration crashed)');
+    const before = sql('.dump');
+    await assert.rejects(update('2.2.0'), (e: unknown) => e instanceof CutoverError && e.exitCode === 8 && /restored the database from backup/.test(e.message));
+    assert.equal(sql('.dump'), before);
+  });
+
+  test('a schema change with no backup (when = "never") that fails: the units stay stopped rather than run v1 on it (exit 9)', async () => {
+    config = { ...config, backup: { ...config.backup, when: 'never' } };
+    s.health.unhealthy.add('2.0.0');
+    await assert.rejects(update('2.0.0'), (e: unknown) => {
+      assert.ok(e instanceof CutoverError);
+      assert.equal(e.exitCode, 9);
+      assert.match(e.message, /v2\.0\.0 changed the database and there is no backup to put it back .* stay stopped rather than run v1\.0\.0 on it/);
+      return true;
+    });
+    assert.ok(!s.serviceManager.calls.some((c) => c.endsWith('@1.0.0')), 'nothing was started on v1.0.0');
   });
 
   test('the daemon (migrations = "manual") refuses a schema change the index did not announce, once the signed release.json shows it', async () => {

@@ -1,7 +1,7 @@
 /** The planner's database decisions, on plain data: which steps, in which order, and every refusal. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { commitIndex, planRollback, planUpdate, type DataFacts, type UpdateFacts } from '../../src/engine/plan.ts';
+import { commitIndex, planRestoreSteps, planRollback, planUpdate, type DataFacts, type UpdateFacts } from '../../src/engine/plan.ts';
 import { planBackupPrune, protectedBy } from '../../src/database/retention.ts';
 import { CutoverError } from '../../src/errors.ts';
 import type { DataContract } from '../../src/release/manifest.ts';
@@ -25,6 +25,7 @@ const contract = (c: Partial<DataContract>): DataContract => ({
 const data = (d: Partial<DataFacts> = {}): DataFacts => ({
   target: contract({ schema: 2, rollbackSafeSchema: 2, migrate: ['bin/migrate'] }),
   db: { schema: 1, rollbackSafe: 1 },
+  currentSchema: 1,
   configured: true,
   exists: true,
   when: 'schema',
@@ -176,4 +177,33 @@ test('backup retention: the newest backup of each retained release is protected;
   );
   assert.deepEqual(planBackupPrune(all, ['1.0.0', '3.0.0', '4.0.0'], '4.0.0', 1), ['a', 'c']);
   assert.deepEqual(planBackupPrune(all, ['1.0.0', '3.0.0', '4.0.0'], '4.0.0', 5), []);
+});
+
+test('compatibility is judged on the release switched back to, not on the database: after a compatible rollback it may be older', () => {
+  // v1 (schema 1) runs on a database v2.1 left at schema 2; v3 (schema 3) only expands from 2: v1 cannot run on 3.
+  const p = planUpdate(facts({ db: { schema: 2, rollbackSafe: 1 }, currentSchema: 1, target: contract({ schema: 3, rollbackSafeSchema: 2, migrate: ['m'] }) }));
+  assert.equal((p.steps.find((s) => s.kind === 'backup') as { compatible: boolean }).compatible, false);
+});
+
+test('a schema change with nothing to put the data back marks the stop unguarded', () => {
+  const stop = planUpdate(facts({ when: 'never' })).steps.find((s) => s.kind === 'stop') as { unguarded?: boolean };
+  assert.equal(stop.unguarded, true);
+  assert.equal((planUpdate(facts()).steps.find((s) => s.kind === 'stop') as { unguarded?: boolean }).unguarded, undefined);
+});
+
+test('a backup that cannot fit is refused before anything stops (E_BACKUP_FAILED, exit 6)', () => {
+  assert.throws(() => planUpdate(facts({ estimate: 100, backupSpace: { dir: '/b', free: 150, reserve: 60 } })), is('E_BACKUP_FAILED', 6));
+});
+
+test('restoring a backup taken before any schema leaves no schema recorded', () => {
+  const r = planRestoreSteps({
+    from: '1.0.0',
+    to: '0.9.0',
+    previous: null,
+    activation: { units: [], health: false },
+    saved: { ...backup('B0', '0.9.0'), schema: null, rollbackSafe: null },
+    safety: null,
+    db: { schema: 1, rollbackSafe: 1 },
+  });
+  assert.deepEqual(r.steps.at(-1), { kind: 'record-schema', version: '0.9.0', schema: null, rollbackSafe: null, via: 'restore' });
 });
