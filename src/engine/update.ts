@@ -92,6 +92,11 @@ export async function fetchIndex(config: Pick<Config, 'source'>, services: Pick<
 
 export async function runUpdate(config: Config, services: Services, opts: UpdateOptions): Promise<UpdateResult> {
   const started = services.clock.now();
+  if (opts.rehearse && config.user && !canRunAsUser(config)) {
+    throw new CutoverError('E_USAGE', `--rehearse runs the migration as ${config.user.name}, which needs root (or running as ${config.user.name})`, {
+      hint: 'run it with sudo; the live database is still only read',
+    });
+  }
   const layout = layoutOf(config.root);
   if (opts.dryRun) return dryRun(config, services, opts, layout, started);
 
@@ -273,6 +278,11 @@ async function backupSpace(config: Config): Promise<{ dir: string; free: number;
   return { dir: config.backup.dir, free: fs.bavail * fs.bsize, reserve };
 }
 
+function canRunAsUser(config: Config): boolean {
+  const uid = process.geteuid?.();
+  return uid === 0 || (config.user?.uid !== undefined && config.user.uid === uid);
+}
+
 async function dataFacts(
   config: Config,
   layout: Layout,
@@ -303,7 +313,8 @@ async function dataFacts(
     backupKeep: config.backup.keep,
     estimate: driver ? await driver.estimateBytes() : 0,
     ...(driver ? { backupSpace: await backupSpace(config) } : {}),
-    ...(opts.dryRun ? { dryRun: { pending: true, rehearse: !!opts.rehearse } } : {}),
+    // The pending list and the rehearsal run as `user`: root can switch to it, and so can that user itself.
+    ...(opts.dryRun ? { dryRun: { pending: canRunAsUser(config), rehearse: !!opts.rehearse } } : {}),
     ...(opts.allowSchemaChange === false ? { manual: true } : {}),
   };
 }

@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { packRelease } from '../../src/release/pack.ts';
+import { signFile } from '../../src/release/sign.ts';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { runCli, snapshotTree, spawnCli, type RunResult } from './cli.ts';
 import { makeTestCA, ReleaseServer, type Fault } from './https-server.ts';
-import { startSigstore, type MockSigstore, type SignOptions } from './sigstore.ts';
-import { makeRelease } from './tarball.ts';
+import { identityToken, startSigstore, type MockSigstore, type SignOptions } from './sigstore.ts';
+import { DEFAULT_MTIME, makeRelease } from './tarball.ts';
 
 export const IDENTITY_TEMPLATE = 'https://github.com/acme/demo/.github/workflows/release.yml@refs/tags/v{version}';
 export const ISSUER = 'https://token.actions.githubusercontent.com';
@@ -60,6 +62,8 @@ export class World {
     this.caFile = caFile;
   }
 
+  private built = 0;
+
   /** How the CLI is run; tests with a namespaced systemd run it inside the namespace. */
   runner: ((args: string[], env: NodeJS.ProcessEnv) => Promise<RunResult>) | undefined;
 
@@ -98,20 +102,54 @@ ${extra.trust ?? ''}
   }
 
   async publish(version: string, opts: PublishOptions = {}): Promise<Buffer> {
-    const archive =
-      opts.archive ??
-      makeRelease({
+    const plain = !opts.archive && !opts.bundle && !opts.sign && !opts.untrusted;
+    // The default release goes the vendor's way (docs/releasing.md): `release pack` of a real
+    // directory, `release sign` against this world's Sigstore. Hostile archives and odd bundles
+    // are built by hand (tarball.ts, the mock's own signer).
+    let archive: Buffer;
+    let bundle: unknown;
+    if (plain) {
+      const n = ++this.built;
+      const build = path.join(this.dir, '.vendor', 'builds', `${version}-${n}`);
+      for (const [rel, content] of Object.entries(opts.files ?? { 'bin/demo': `#!/bin/sh\necho demo ${version}\n` })) {
+        mkdirSync(path.dirname(path.join(build, rel)), { recursive: true });
+        const body = Buffer.from(content);
+        writeFileSync(path.join(build, rel), body, { mode: body.subarray(0, 2).toString() === '#!' ? 0o755 : 0o644 });
+      }
+      mkdirSync(build, { recursive: true });
+      const packed = await packRelease({
+        dir: build,
         name: 'demo',
         version,
-        files: opts.files ?? { 'bin/demo': `#!/bin/sh\necho demo ${version}\n` },
-        ...(opts.manifest ? { manifest: opts.manifest } : {}),
+        out: path.join(this.dir, '.vendor', 'out', String(n)),
+        fields: opts.manifest ?? {},
+        mtime: DEFAULT_MTIME,
       });
-    let signer = this.sigstore;
-    if (opts.untrusted) {
-      this.other ??= await startSigstore();
-      signer = this.other;
+      const signed = await signFile({
+        file: packed.file,
+        token: identityToken({ identity: identityFor(version), issuer: ISSUER }),
+        fulcioUrl: this.sigstore.url,
+        rekorUrl: this.sigstore.url,
+        tsaUrl: this.sigstore.url,
+      });
+      archive = readFileSync(packed.file);
+      bundle = JSON.parse(readFileSync(signed.bundle, 'utf8')) as unknown;
+    } else {
+      archive =
+        opts.archive ??
+        makeRelease({
+          name: 'demo',
+          version,
+          files: opts.files ?? { 'bin/demo': `#!/bin/sh\necho demo ${version}\n` },
+          ...(opts.manifest ? { manifest: opts.manifest } : {}),
+        });
+      let signer = this.sigstore;
+      if (opts.untrusted) {
+        this.other ??= await startSigstore();
+        signer = this.other;
+      }
+      bundle = opts.bundle ?? (await signer.sign(archive, { identity: identityFor(version), issuer: ISSUER, ...opts.sign }));
     }
-    const bundle = opts.bundle ?? (await signer.sign(archive, { identity: identityFor(version), issuer: ISSUER, ...opts.sign }));
     const name = `demo-${version}.tar.gz`;
     this.server.files.set(`demo/${name}`, archive);
     this.server.files.set(`demo/${name}.sigstore.json`, Buffer.from(JSON.stringify(bundle)));
@@ -159,7 +197,7 @@ ${extra.trust ?? ''}
 
   /** Files under the whole world dir outside the root and the CA/trust fixtures. */
   outsideRoot(): string[] {
-    return snapshotTree(this.dir, { skip: ['root', 'ca', 'trusted_root.json', 'cutover.toml'] });
+    return snapshotTree(this.dir, { skip: ['root', 'ca', 'trusted_root.json', 'cutover.toml', '.vendor'] });
   }
 
   mkdirRuntime(): void {
