@@ -3,15 +3,15 @@
  * state with the release and schema they were taken on and their sha256. A backup is checked
  * (checksum, then the driver reads it back) before anything is restored from it.
  */
-import { createHash } from 'node:crypto';
-import { constants, mkdirSync, lstatSync, chmodSync } from 'node:fs';
-import { open, rm, statfs } from 'node:fs/promises';
+import { mkdirSync, lstatSync, chmodSync } from 'node:fs';
+import { rm, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../config/config.ts';
 import { CutoverError, errnoCode, fsError } from '../errors.ts';
 import { formatBytes } from '../report.ts';
 import type { BackupRecord, State } from '../state/state.ts';
 import { checkTrustedDir } from '../layout/trusted-path.ts';
+import { fileDigest } from '../layout/file-digest.ts';
 import { commandDriver } from './command.ts';
 import type { DatabaseDriver, RehearsalSupport, RunUser } from './driver.ts';
 import { postgresDriver } from './postgres.ts';
@@ -47,25 +47,6 @@ export function openBackupDir(dir: string): string {
   return dir;
 }
 
-async function sha256File(file: string): Promise<{ sha256: string; bytes: number }> {
-  const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
-  try {
-    // One buffer, reused: hashing a backup of any size costs a MiB, not a stream of garbage.
-    const buf = Buffer.allocUnsafe(1 << 20);
-    const hash = createHash('sha256');
-    let bytes = 0;
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      hash.update(buf.subarray(0, bytesRead));
-      bytes += bytesRead;
-    }
-    return { sha256: hash.digest('hex'), bytes };
-  } finally {
-    await fh.close();
-  }
-}
-
 /** Space for a backup of about `estimate` bytes, keeping `reserve` free: else E_BACKUP_FAILED before anything is written. */
 export async function checkBackupSpace(dir: string, estimate: number, reserve: number): Promise<void> {
   const st = await statfs(dir).catch(() => undefined);
@@ -88,7 +69,7 @@ export async function takeBackup(
   await driver.backup(file, signal);
   try {
     await driver.check(file);
-    const { sha256, bytes } = await sha256File(file);
+    const { sha256, bytes } = await fileDigest(file);
     return { ...rec, sha256, bytes };
   } catch (e) {
     await rm(file, { force: true });
@@ -107,7 +88,7 @@ export async function checkBackup(driver: DatabaseDriver, dir: string, rec: Back
   const file = path.join(dir, rec.file);
   let got;
   try {
-    got = await sha256File(file);
+    got = await fileDigest(file);
   } catch (e) {
     throw new CutoverError('E_BACKUP_CORRUPT', `backup ${rec.id} (${file}) cannot be read: ${errnoCode(e) ?? (e as Error).message}`, {
       hint: 'it cannot be restored; use another backup from `backups`',

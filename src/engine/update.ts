@@ -21,7 +21,7 @@ import { acquireLock } from '../state/lock.ts';
 import { appendHistory, readState, type State } from '../state/state.ts';
 import { expandIdentity } from '../verify/policy.ts';
 import { engineContext } from './context.ts';
-import { execute, executeDryRun, type Executed } from './executor.ts';
+import { execute, executeDryRun, type Executed, type Operation } from './executor.ts';
 import { guardInstallRoot } from './guard.ts';
 import { commitIndex, planUpdate, type DataFacts, type DiskFacts, type UpdateFacts, type UpdatePlan } from './plan.ts';
 import { recover } from './recover.ts';
@@ -140,7 +140,14 @@ async function updateOnce(
     return result(config, plan, false, null, services.clock.now() - started, facts);
   }
   const ctx = engineContext(config, services, layout, state, opts.signal);
-  const done = await execute(ctx, {
+  const done = await execute(ctx, updateOperation(plan, facts, release));
+  services.reporter.step(`${config.app} is now on v${plan.to}${plan.from ? ` (was v${plan.from}; \`rollback\` returns to it)` : ''}`);
+  return result(config, plan, false, done, services.clock.now() - started, facts);
+}
+
+/** An update as the executor runs it: undone if killed before its commit point, re-planned once staged. */
+function updateOperation(plan: UpdatePlan, facts: UpdateFacts, release: ReleaseEntry): Operation {
+  return {
     op: 'update',
     from: plan.from,
     to: plan.to,
@@ -148,9 +155,7 @@ async function updateOnce(
     recovery: 'undo',
     commitAt: commitIndex(plan.steps),
     replan: replanner(facts, release),
-  });
-  services.reporter.step(`${config.app} is now on v${plan.to}${plan.from ? ` (was v${plan.from}; \`rollback\` returns to it)` : ''}`);
-  return result(config, plan, false, done, services.clock.now() - started, facts);
+  };
 }
 
 function describePath(target: ReleaseEntry, from: string | null, hops: ReleaseEntry[]): string {
@@ -195,15 +200,7 @@ async function dryRun(config: Config, services: Services, opts: UpdateOptions, l
     const staging = path.join(sandbox, 'staging');
     await mkdir(staging, { mode: 0o700 });
     const ctx = engineContext(config, services, layout, state, opts.signal, { dir: sandbox, staging, tufCache: path.join(sandbox, 'tuf') });
-    const done = await executeDryRun(ctx, {
-      op: 'update',
-      from: plan.from,
-      to: plan.to,
-      steps: plan.steps,
-      recovery: 'undo',
-      commitAt: commitIndex(plan.steps),
-      replan: replanner(facts, release),
-    });
+    const done = await executeDryRun(ctx, updateOperation(plan, facts, release));
     return { ...result(config, plan, true, done, services.clock.now() - started, facts), ...pathOf };
   } finally {
     await rm(sandbox, { recursive: true, force: true });

@@ -4,13 +4,12 @@
  * size and unpacked size, and repeats its release.json's `schema` and `upgrade_from` (so that
  * operators can plan before downloading). A version never changes its bytes once listed.
  */
-import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
-import { lstat, open, readFile } from 'node:fs/promises';
+import { lstat, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import semver from 'semver';
 import { CutoverError, errnoCode, fsError } from '../errors.ts';
 import { writeFileAtomic } from '../layout/durable.ts';
+import { fileDigest } from '../layout/file-digest.ts';
 import { archiveInfo } from './archive-info.ts';
 import { checkVersion } from './release-index.ts';
 
@@ -47,26 +46,6 @@ async function write(file: string, releases: IndexEntry[], rest: Record<string, 
 
 const bare = (v: string): string => v.replace(/^v/i, '');
 
-async function digestOf(file: string): Promise<{ sha256: string; size: number }> {
-  const fh = await open(file, constants.O_RDONLY).catch((e: unknown) => {
-    throw fsError('read', file, e);
-  });
-  try {
-    const hash = createHash('sha256');
-    const buf = Buffer.allocUnsafe(1 << 20);
-    let size = 0;
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      hash.update(buf.subarray(0, bytesRead));
-      size += bytesRead;
-    }
-    return { sha256: hash.digest('hex'), size };
-  } finally {
-    await fh.close();
-  }
-}
-
 /** Where an index entry points: relative to the index file, or under --base-url. */
 function urlFor(indexFile: string, file: string, baseUrl: string | undefined): string {
   if (baseUrl !== undefined) return new URL(path.basename(file), baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`).href;
@@ -93,7 +72,7 @@ export async function addToIndex(o: { index: string; file: string; baseUrl?: str
   const checked = checkVersion(typeof manifest.version === 'string' ? manifest.version : '');
   if (!checked.ok) throw new CutoverError('E_RELEASE_MANIFEST', `${o.file}'s release.json: ${checked.reason}`, { hint: 'pack it with `cutover release pack`' });
   const version = checked.version;
-  const { sha256, size } = await digestOf(o.file);
+  const { sha256, bytes: size } = await fileDigest(o.file);
   const entry: IndexEntry = {
     version,
     artifact: urlFor(o.index, o.file, o.baseUrl),

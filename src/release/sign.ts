@@ -5,9 +5,7 @@
  * prehashed message (ECDSA over SHA-256 of the file, which is what signing the file yields),
  * so a release of any size costs a MiB of memory. The key is ephemeral and never written.
  */
-import { createHash, generateKeyPairSync, sign as nodeSign, type KeyObject } from 'node:crypto';
-import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { generateKeyPairSync, sign as nodeSign, type KeyObject } from 'node:crypto';
 import { p256 } from '@noble/curves/nist.js';
 import { bundleToJSON, toMessageSignatureBundle, type BundleWithMessageSignature } from '@sigstore/bundle';
 import { X509Certificate } from '@sigstore/core';
@@ -21,7 +19,8 @@ import {
   type Signer,
   type Witness,
 } from '@sigstore/sign';
-import { CutoverError, fsError } from '../errors.ts';
+import { CutoverError } from '../errors.ts';
+import { fileDigest } from '../layout/file-digest.ts';
 import { writeFileAtomic } from '../layout/durable.ts';
 import { certIdentity } from '../verify/verify.ts';
 
@@ -39,24 +38,6 @@ export interface SignedFile {
   sha256: string;
   identity: string;
   issuer: string;
-}
-
-async function sha256Of(file: string): Promise<Buffer> {
-  const fh = await open(file, constants.O_RDONLY).catch((e: unknown) => {
-    throw fsError('read', file, e);
-  });
-  try {
-    const hash = createHash('sha256');
-    const buf = Buffer.allocUnsafe(1 << 20);
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      hash.update(buf.subarray(0, bytesRead));
-    }
-    return hash.digest();
-  } finally {
-    await fh.close();
-  }
 }
 
 /**
@@ -122,7 +103,7 @@ function signFailed(e: unknown): CutoverError {
 }
 
 export async function signFile(o: SignFileOptions): Promise<SignedFile> {
-  const digest = await sha256Of(o.file);
+  const { digest } = await fileDigest(o.file);
   const identityProvider = { getToken: () => Promise.resolve(o.token) };
   const retry = { retries: 2, minTimeout: 200, maxTimeout: 2000 };
   const witnesses: Witness[] = [new RekorWitness({ rekorBaseURL: o.rekorUrl, retry })];

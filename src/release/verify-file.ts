@@ -3,10 +3,10 @@
  * same policy: exact identity and issuer, a transparency-log entry, a trusted timestamp), on any
  * file and its Sigstore bundle, so a vendor can check a release before publishing it.
  */
-import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open } from 'node:fs/promises';
 import { CutoverError, errnoCode, fsError } from '../errors.ts';
+import { fileDigest } from '../layout/file-digest.ts';
 import { expandIdentity } from '../verify/policy.ts';
 import { loadTrustMaterial } from '../verify/trust.ts';
 import { verifyArtifact } from '../verify/verify.ts';
@@ -66,24 +66,6 @@ async function readBundle(file: string): Promise<unknown> {
   }
 }
 
-async function sha256Of(file: string): Promise<Buffer> {
-  const fh = await open(file, constants.O_RDONLY).catch((e: unknown) => {
-    throw fsError('read', file, e);
-  });
-  try {
-    const hash = createHash('sha256');
-    const buf = Buffer.allocUnsafe(1 << 20);
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      hash.update(buf.subarray(0, bytesRead));
-    }
-    return hash.digest();
-  } finally {
-    await fh.close();
-  }
-}
-
 /** The identity to require: literal, or with `{version}` from --version or the archive's own release.json. */
 async function identityFor(o: VerifyFileOptions): Promise<string> {
   if (!o.identity.includes('{version}')) return o.identity;
@@ -102,7 +84,7 @@ async function identityFor(o: VerifyFileOptions): Promise<string> {
 export async function verifyFile(o: VerifyFileOptions): Promise<VerifiedFile> {
   const bundlePath = o.bundle ?? `${o.file}.sigstore.json`;
   const bundle = await readBundle(bundlePath);
-  const digest = await sha256Of(o.file);
+  const { digest } = await fileDigest(o.file);
   const identity = await identityFor(o);
   if (o.trustedRoot === undefined)
     await mkdir(o.tufCache, { recursive: true, mode: 0o700 }).catch((e: unknown) => {

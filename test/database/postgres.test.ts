@@ -8,26 +8,14 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { RunUser } from '../../src/database/driver.ts';
 import { parseDatabaseUrl, postgresDriver, toolInvocation } from '../../src/database/postgres.ts';
-import { CutoverError, type ErrorCode } from '../../src/errors.ts';
+import { CutoverError } from '../../src/errors.ts';
 import { commandEnv } from '../../src/system/commands.ts';
 import { createAccount, idsOf, removeAccount } from '../helpers/accounts.ts';
+import { rejectsAsync } from '../helpers/assert.ts';
 import { postgresAvailable, startPostgres, type Postgres } from '../helpers/postgres.ts';
 import { smallFsAvailable, startSmallFs } from '../helpers/small-fs.ts';
 
 const DRIVER = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'database', 'postgres.ts');
-
-/** Await `run`, expect a CutoverError with `code` and a hint; return it. */
-async function rejectsWith(code: ErrorCode, run: () => Promise<unknown>): Promise<CutoverError> {
-  try {
-    await run();
-  } catch (e) {
-    assert.ok(e instanceof CutoverError, `expected a CutoverError, got ${String(e)}`);
-    assert.equal(e.code, code, `expected ${code}, got ${e.code}: ${e.message}`);
-    assert.ok(e.hint, 'every error carries a hint');
-    return e;
-  }
-  assert.fail(`expected ${code}, but it passed`);
-}
 
 describe('the PostgreSQL URL: the password stays out of argv', () => {
   test('a password in the userinfo or in ?password= is cut out of the URL and passed as PGPASSWORD', () => {
@@ -147,25 +135,25 @@ describe('PostgreSQL driver against a real server', { skip: avail.ok ? false : a
     assert.ok((await driverFor(db).estimateBytes()) > 1_000_000, 'pg_database_size');
     assert.equal(await driverFor('nosuchdb').exists(), false);
     const refused = postgresDriver({ url: pg.url(db, 'nosuchrole'), user });
-    const e = await rejectsWith('E_BACKUP_FAILED', () => refused.exists());
+    const e = await rejectsAsync('E_BACKUP_FAILED', () => refused.exists());
     assert.match(e.message, /^cannot reach the database postgresql:\/\/\/app\d+\?host=\S+ as cutover-t\w+: .*nosuchrole/);
   });
 
   test('a backup that fails leaves no file; a file already there is refused and left alone', async () => {
     const file = backupFile('missing');
-    const e = await rejectsWith('E_BACKUP_FAILED', () => driverFor('nosuchdb').backup(file, never));
+    const e = await rejectsAsync('E_BACKUP_FAILED', () => driverFor('nosuchdb').backup(file, never));
     assert.match(e.message, /pg_dump of .* failed: .*database "nosuchdb" does not exist/);
     assert.equal(existsSync(file), false);
 
     const taken = backupFile('taken');
     writeFileSync(taken, 'not mine');
-    await rejectsWith('E_BACKUP_FAILED', () => driverFor(freshDb()).backup(taken, never));
+    await rejectsAsync('E_BACKUP_FAILED', () => driverFor(freshDb()).backup(taken, never));
     assert.equal(readFileSync(taken, 'utf8'), 'not mine');
 
     const aborted = new AbortController();
     aborted.abort();
     const stopped = backupFile('aborted');
-    const s = await rejectsWith('E_BACKUP_FAILED', () => driverFor(freshDb()).backup(stopped, aborted.signal));
+    const s = await rejectsAsync('E_BACKUP_FAILED', () => driverFor(freshDb()).backup(stopped, aborted.signal));
     assert.match(s.message, /was stopped: it was interrupted/);
     assert.equal(existsSync(stopped), false);
   });
@@ -192,10 +180,10 @@ describe('PostgreSQL driver against a real server', { skip: avail.ok ? false : a
     const garbled = Buffer.from(bytes);
     for (let i = Math.floor(bytes.length / 2); i < bytes.length / 2 + 64; i++) garbled[i] = (garbled[i] ?? 0) ^ 0x5a;
     for (const f of [truncated, variant('garbled.dump', garbled), variant('text.dump', Buffer.from('SELECT 1;\n')), variant('zero.dump', Buffer.alloc(0))]) {
-      const e = await rejectsWith('E_BACKUP_CORRUPT', () => d.check(f));
+      const e = await rejectsAsync('E_BACKUP_CORRUPT', () => d.check(f));
       assert.match(e.message, new RegExp(`^the backup ${f} does not read back as a pg_dump archive: \\S`));
     }
-    await rejectsWith('E_BACKUP_CORRUPT', () => d.check(path.join(backups, 'absent.dump')));
+    await rejectsAsync('E_BACKUP_CORRUPT', () => d.check(path.join(backups, 'absent.dump')));
   });
 
   test('a restore from a garbled or truncated backup fails and changes nothing (one transaction)', async () => {
@@ -211,7 +199,7 @@ describe('PostgreSQL driver against a real server', { skip: avail.ok ? false : a
     const garbled = path.join(backups, 'restore-garbled.dump');
     writeFileSync(garbled, Buffer.concat([Buffer.from('PGDMP'), bytes.subarray(40, 4000)]), { mode: 0o600 });
     for (const f of [truncated, garbled]) {
-      const e = await rejectsWith('E_BACKUP_FAILED', () => d.restore(f));
+      const e = await rejectsAsync('E_BACKUP_FAILED', () => d.restore(f));
       assert.match(e.message, /failed, the database is unchanged \(the restore is one transaction\): pg_restore cannot read the backup: pg_restore: error: /);
       assert.equal(pg.dump(db), now);
     }
@@ -237,17 +225,17 @@ describe('PostgreSQL driver against a real server', { skip: avail.ok ? false : a
       holder.stdin.write('BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE; SELECT 1;\n');
       await once(holder.stdout, 'data');
       const t0 = Date.now();
-      const r = await rejectsWith('E_BACKUP_FAILED', () => d.restore(file));
+      const r = await rejectsAsync('E_BACKUP_FAILED', () => d.restore(file));
       assert.match(r.message, /lock timeout/);
       assert.match(r.hint ?? '', /another session holds locks/);
       // The same for a role that restores without DROP OWNED (see the next test).
       pg.psql(`GRANT CREATE ON DATABASE postgres TO "${app}"`, { db: 'postgres' });
       try {
-        assert.match((await rejectsWith('E_BACKUP_FAILED', () => d.restore(file))).message, /lock timeout/);
+        assert.match((await rejectsAsync('E_BACKUP_FAILED', () => d.restore(file))).message, /lock timeout/);
       } finally {
         pg.psql(`REVOKE CREATE ON DATABASE postgres FROM "${app}"`, { db: 'postgres' });
       }
-      const b = await rejectsWith('E_BACKUP_FAILED', () => d.backup(backupFile(db), never));
+      const b = await rejectsAsync('E_BACKUP_FAILED', () => d.backup(backupFile(db), never));
       assert.match(b.message, /pg_dump .* failed: .*canceling statement due to statement timeout/);
       assert.match(b.hint ?? '', /another session holds a lock/);
       assert.ok(Date.now() - t0 < 10_000);
@@ -283,9 +271,9 @@ describe('PostgreSQL driver against a real server', { skip: avail.ok ? false : a
     const file = backupFile(db);
     process.kill(pg.pid, 'SIGSTOP'); // the postmaster accepts no new connection
     try {
-      const e = await rejectsWith('E_BACKUP_FAILED', () => d.exists());
+      const e = await rejectsAsync('E_BACKUP_FAILED', () => d.exists());
       assert.match(e.message, /^cannot reach the database .*: error: no answer within 0\.4 s$/);
-      const b = await rejectsWith('E_BACKUP_FAILED', () => d.backup(file, never));
+      const b = await rejectsAsync('E_BACKUP_FAILED', () => d.backup(file, never));
       assert.match(b.message, /^the backup of .* was stopped: it did not finish within 0\.6 s$/);
       assert.equal(existsSync(file), false);
     } finally {
@@ -319,7 +307,7 @@ describe('PostgreSQL driver against a real server', { skip: avail.ok ? false : a
       pg.createRole(other);
       pg.createDatabase('nocreatedb', other);
       const d = postgresDriver({ url: pg.url('nocreatedb'), user: { name: other, ...idsOf(other) } });
-      const e = await rejectsWith('E_BACKUP_FAILED', () => d.scratchCopy(work, never));
+      const e = await rejectsAsync('E_BACKUP_FAILED', () => d.scratchCopy(work, never));
       assert.match(
         e.message,
         /cannot create the scratch database nocreatedb_cutover_rehearsal_[0-9a-f]{8} for the rehearsal as cutover-t\w+: .*permission denied/,
