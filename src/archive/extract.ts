@@ -21,7 +21,7 @@
  * Synchronous writes also mean nothing is in flight once the stream stops: when the promise
  * rejects, the last descriptor is already closed.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -59,6 +59,18 @@ export interface ExtractOptions {
    * it but never out of it. null: no such directory.
    */
   linkedDir?: string | null;
+  /** Hash every file as it is written and return what was installed (ExtractResult.record), for `verify`. */
+  record?: boolean;
+}
+
+/** One entry as it was installed: what `verify` compares the tree with later. */
+export interface RecordedEntry {
+  path: string;
+  type: Kind;
+  mode: number;
+  size?: number;
+  sha256?: string;
+  target?: string;
 }
 
 export interface ExtractResult {
@@ -72,6 +84,8 @@ export interface ExtractResult {
   stripped: string | null;
   /** Disk bytes the tree takes, estimated: files rounded up to 4 KiB blocks, 4 KiB per directory. */
   diskBytes: number;
+  /** With `record`: every entry (after stripping), in path order. */
+  record?: RecordedEntry[];
 }
 
 /** One allocation unit of the usual filesystems (ext4, xfs, tmpfs on x86-64). */
@@ -115,6 +129,9 @@ interface Node {
   atime: Date | undefined;
   /** Symlink target. */
   target: string | undefined;
+  /** Recorded when the file was written (opts.record). */
+  size?: number;
+  sha256?: string;
 }
 
 /** What the header check decided for one entry, consumed when the entry's body arrives. */
@@ -132,6 +149,7 @@ interface OpenFile {
   node: Node;
   fd: number;
   size: number;
+  hash?: Hash;
 }
 
 const q = (p: string): string => JSON.stringify(p);
@@ -219,7 +237,7 @@ export async function extractStream(
   const root = path.resolve(destDir);
   await checkStaging(root);
   const linkedDir = opts.linkedDir === undefined ? 'runtime' : opts.linkedDir;
-  const x = new Extraction(root, limits, await readUmask(), capsFor(opts, archive.bytes), linkedDir);
+  const x = new Extraction(root, limits, await readUmask(), capsFor(opts, archive.bytes), linkedDir, opts.record ?? false);
   try {
     await pipeline(
       source,
@@ -267,6 +285,7 @@ class Extraction {
   readonly parser: Parser;
   readonly caps: Cap[];
   readonly linkedDir: string | null;
+  readonly record: boolean;
 
   /** Every path the archive has produced so far (raw archive-relative, normalised). */
   readonly tree = new Map<string, Node>();
@@ -295,7 +314,8 @@ class Extraction {
 
   current: OpenFile | undefined;
 
-  constructor(root: string, limits: ExtractLimits, umask: number | undefined, caps: Cap[], linkedDir: string | null) {
+  constructor(root: string, limits: ExtractLimits, umask: number | undefined, caps: Cap[], linkedDir: string | null, record = false) {
+    this.record = record;
     this.root = root;
     this.limits = limits;
     this.umask = umask;
@@ -561,7 +581,13 @@ class Extraction {
   }
 
   startFile(entry: ReadEntry, plan: Planned, abs: string): void {
-    const file: OpenFile = { rel: plan.rel, node: plan.node, fd: fs.openSync(abs, CREATE_FLAGS, plan.node.mode), size: 0 };
+    const file: OpenFile = {
+      rel: plan.rel,
+      node: plan.node,
+      fd: fs.openSync(abs, CREATE_FLAGS, plan.node.mode),
+      size: 0,
+      ...(this.record ? { hash: createHash('sha256') } : {}),
+    };
     this.diskBytes += onDisk(entry.size);
     this.current = file;
     this.files++;
@@ -592,6 +618,7 @@ class Extraction {
     }
     try {
       for (let off = 0; off < chunk.length;) off += fs.writeSync(file.fd, chunk, off, chunk.length - off);
+      file.hash?.update(chunk);
     } catch (e) {
       this.fail(this.writeError(e, file.rel));
     }
@@ -600,6 +627,10 @@ class Extraction {
   endFile(file: OpenFile): void {
     if (this.failure !== undefined || this.current !== file) return;
     const { node, fd } = file;
+    if (file.hash) {
+      node.sha256 = file.hash.digest('hex');
+      node.size = file.size;
+    }
     try {
       // Created with the final mode; only a umask that cut bits into it needs a chmod.
       if (this.umask === undefined || (node.mode & this.umask) !== 0) fs.fchmodSync(fd, node.mode);
@@ -663,7 +694,31 @@ class Extraction {
     } catch (e) {
       throw e instanceof CutoverError ? e : fsError('finish unpacking into', this.root, e);
     }
-    return { entries: this.entries, files: this.files, bytes: this.bytes, stripped, diskBytes: this.diskBytes };
+    return {
+      entries: this.entries,
+      files: this.files,
+      bytes: this.bytes,
+      stripped,
+      diskBytes: this.diskBytes,
+      ...(this.record ? { record: this.recorded(stripped) } : {}),
+    };
+  }
+
+  /** The tree as installed: paths after stripping, files with their size and sha256. */
+  recorded(stripped: string | null): RecordedEntry[] {
+    const out: RecordedEntry[] = [];
+    for (const [rel, node] of this.tree) {
+      const p = stripped === null ? rel : rel === stripped ? '' : rel.startsWith(`${stripped}/`) ? rel.slice(stripped.length + 1) : rel;
+      if (p === '') continue;
+      out.push({
+        path: p,
+        type: node.kind,
+        mode: node.kind === 'symlink' ? 0o777 : node.mode,
+        ...(node.kind === 'file' ? { size: node.size ?? 0, sha256: node.sha256 ?? '' } : {}),
+        ...(node.target !== undefined ? { target: node.target } : {}),
+      });
+    }
+    return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   }
 
   /** One top-level directory holding release.json, and nothing beside it. */

@@ -154,7 +154,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     .option('--restore', 'also put back the database backup taken when that release was left (loses what was written since)')
     .option('--ignore-schema', 'switch the code only, even onto a database schema the release was not built for')
     .option('-y, --yes', 'do not ask before a restore (needed without a terminal)')
-    .action(async (opts: { to?: string; restart: boolean; restore?: boolean; ignoreSchema?: boolean; yes?: boolean }, cmd: Command) => {
+    .option('--force', 'roll back even onto a release that was changed after it was installed (see `verify`)')
+    .action(async (opts: { to?: string; restart: boolean; restore?: boolean; ignoreSchema?: boolean; yes?: boolean; force?: boolean }, cmd: Command) => {
       if (opts.restore && opts.ignoreSchema) throw new CutoverError('E_USAGE', '--restore and --ignore-schema contradict each other', { hint: 'pick one' });
       if (opts.restore) needConsent(!!opts.yes, 'rollback --restore');
       const { config, services } = await context(cmd);
@@ -164,8 +165,55 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           `This puts back the database as it was on ${opts.to ? `v${opts.to}` : 'the previous release'}: what was written since is lost.`,
         );
       const { runRollback } = await import('../engine/rollback.ts');
-      const r = await runRollback(config, services, { to: opts.to, noRestart: !opts.restart, restore: !!opts.restore, ignoreSchema: !!opts.ignoreSchema });
+      const r = await runRollback(config, services, {
+        to: opts.to,
+        noRestart: !opts.restart,
+        restore: !!opts.restore,
+        ignoreSchema: !!opts.ignoreSchema,
+        force: !!opts.force,
+      });
       emit(r, () => null);
+    });
+
+  program
+    .command('verify')
+    .description('check installed releases against what was verified and installed (default: current)')
+    .argument('[version]', 'a retained release, e.g. v1.3.2 (default: current)')
+    .option('--all', 'every installed release')
+    .action(async (version: string | undefined, opts: { all?: boolean }, cmd: Command) => {
+      const wanted = version === undefined ? undefined : versionFlag('verify', 'v1.3.2')(version);
+      if (wanted !== undefined && opts.all) throw new CutoverError('E_USAGE', 'pass a version or --all, not both', { hint: 'e.g. `verify --all`' });
+      const config = await configOf(cmd);
+      const { verifyInstalled } = await import('../engine/verify-installed.ts');
+      const checks = await verifyInstalled(config, { version: wanted, all: !!opts.all });
+      const reporter = new TerminalReporter(prog, { json: !!globals.json, quiet: !!globals.quiet, verbose: false });
+      for (const c of checks)
+        if (c.status === 'unrecorded')
+          reporter.warn(
+            `W_RELEASE_UNRECORDED: v${c.version} was installed before cutover kept install records; it cannot be checked (reinstall it to record it)`,
+          );
+      emit({ releases: checks }, () =>
+        checks
+          .map((c) =>
+            c.status === 'ok'
+              ? `v${c.version}: ok (${c.entries} entries as installed)`
+              : c.status === 'unrecorded'
+                ? `v${c.version}: unrecorded`
+                : [`v${c.version}: MODIFIED`, ...c.findings.map((f) => `  ${f.problem.padEnd(8)} ${f.path}: ${f.detail}`)].join('\n'),
+          )
+          .join('\n'),
+      );
+      const bad = checks.filter((c) => c.status === 'modified');
+      if (bad.length) {
+        throw new CutoverError(
+          'E_RELEASE_MODIFIED',
+          `${bad.map((c) => `v${c.version}`).join(', ')} changed after ${bad.length > 1 ? 'they were' : 'it was'} verified and installed`,
+          {
+            hint: 'reinstall it (remove releases/vX, then `update --version vX`); `rollback` refuses it meanwhile',
+            details: { releases: bad },
+          },
+        );
+      }
     });
 
   program

@@ -10,7 +10,8 @@
 import { chmod, mkdtemp, rename, rm, statfs, symlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { extractStream } from '../archive/extract.ts';
+import { extractStream, type RecordedEntry } from '../archive/extract.ts';
+import { checkRelease, modifiedError, removeReleaseRecord, withRuntimeLink, writeReleaseRecord } from '../layout/release-record.ts';
 import { formatDuration } from '../config/duration.ts';
 import { fetchJson, sizeError, withDeadline } from '../download/download.ts';
 import { CutoverError, fsError } from '../errors.ts';
@@ -61,7 +62,7 @@ export interface StepContext {
 export interface Scratch {
   bundle?: unknown;
   verified?: { identity: string; issuer: string; trust: string };
-  staged?: { dir: string; download: { bytes: number; sha256: string }; extracted: { files: number; bytes: number } };
+  staged?: { dir: string; download: { bytes: number; sha256: string }; extracted: { files: number; bytes: number }; record: RecordedEntry[] };
   /** Restart counters right after our restarts: a rise during the gate is a crash loop. */
   baseline: Map<string, number>;
   pruned: string[];
@@ -245,6 +246,7 @@ const stage: Handler<Extract<Step, { kind: 'stage' }>> = {
             maxRatio: ctx.disk.maxRatio,
             ...(step.unpackedSize !== null ? { declaredUnpackedBytes: step.unpackedSize } : {}),
             ...(free !== undefined ? { budgetBytes: free } : {}),
+            record: true,
           });
         } catch (e) {
           // A network failure mid-stream is the transfer's (retried by the client), not the archive's.
@@ -261,7 +263,12 @@ const stage: Handler<Extract<Step, { kind: 'stage' }>> = {
         // The pipeline read the source to its end: the digest and the size cover every byte sent.
         if (bytes !== step.size) throw sizeError(url, `only ${bytes} bytes arrived`, step.size);
         if (hash.copy().digest('hex') !== step.sha256) throw digestError();
-        return { dir, download: { bytes, sha256: step.sha256 }, extracted: { files: extracted.files, bytes: extracted.bytes } };
+        return {
+          dir,
+          download: { bytes, sha256: step.sha256 },
+          extracted: { files: extracted.files, bytes: extracted.bytes },
+          record: withRuntimeLink(extracted.record ?? []),
+        };
       } catch (e) {
         await rm(dir, { recursive: true, force: true });
         throw e;
@@ -319,6 +326,12 @@ async function checkRetained(layout: Layout, app: string, version: string): Prom
 const checkRetainedStep: Handler<Extract<Step, { kind: 'check-retained' }>> = {
   async do(step, ctx) {
     await checkRetained(ctx.layout, ctx.app, step.version);
+    // The tree as it was verified and installed: a changed one is refused unless --force.
+    const check = await checkRelease(ctx.layout, step.version);
+    if (check.status === 'modified') {
+      if (!step.force) throw modifiedError(check);
+      ctx.services.reporter.warn(`${modifiedError(check).message}; going on (--force)`);
+    }
   },
 };
 
@@ -329,6 +342,7 @@ async function removeReleases(ctx: Pick<StepContext, 'layout' | 'state' | 'servi
     ctx.services.reporter.step(`Removing old release v${v}`);
     try {
       if (await isInstalled(ctx.layout, v)) await removeRelease(ctx.layout, v);
+      await removeReleaseRecord(ctx.layout, v);
       delete ctx.state.installed[v];
       done.push(v);
     } catch (e) {
@@ -373,6 +387,17 @@ const install: Handler<Extract<Step, { kind: 'install' }>> = {
       throw fsError('move the staged release to', dest, e);
     }
     await fsyncDir(ctx.layout.releases);
+    await writeReleaseRecord(
+      ctx.layout,
+      {
+        format: 1,
+        version: step.version,
+        sha256: staged.download.sha256,
+        ...(ctx.scratch.verified ? { identity: ctx.scratch.verified.identity } : {}),
+        entries: staged.record,
+      },
+      ctx.scratch.bundle,
+    );
     ctx.state.installed[step.version] = {
       sha256: staged.download.sha256,
       installedAt: new Date(ctx.services.clock.now()).toISOString(),
@@ -383,6 +408,7 @@ const install: Handler<Extract<Step, { kind: 'install' }>> = {
     // The planner installs only a version that was not installed: removing it restores the tree.
     const there = await isInstalled(ctx.layout, step.version);
     if (there) await removeRelease(ctx.layout, step.version);
+    await removeReleaseRecord(ctx.layout, step.version);
     delete ctx.state.installed[step.version];
     return there ? `removed releases/v${step.version}` : undefined;
   },

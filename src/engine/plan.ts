@@ -131,7 +131,7 @@ export function planUpdate(f: UpdateFacts): UpdatePlan {
   let space: SpacePlan | undefined;
   let pruneBefore: string[] = [];
   if (retained) {
-    steps.push({ kind: 'check-retained', version: release.version });
+    steps.push({ kind: 'check-retained', version: release.version, ...(f.force ? { force: true } : {}) });
   } else {
     steps.push({ kind: 'fetch-bundle', version: release.version, url: release.bundle.href });
     steps.push({ kind: 'verify', version: release.version, sha256: release.sha256, identity: f.identity, issuer: f.issuer });
@@ -333,6 +333,8 @@ export interface RollbackFacts {
   to: string | undefined;
   releasesDir: string;
   activation: ActivationFacts;
+  /** --force: roll back onto a release that was changed after it was installed. */
+  force?: boolean;
   /** Absent: the database is not considered. */
   data?: RollbackDataFacts;
 }
@@ -377,7 +379,7 @@ export function planRollback(f: RollbackFacts): RollbackPlan {
   const plain: RollbackPlan = {
     from: f.current,
     to: target,
-    steps: [{ kind: 'check-retained', version: target }, ...activationSteps(f.current, target, f.previous, f.activation)],
+    steps: [{ kind: 'check-retained', version: target, ...(f.force ? { force: true } : {}) }, ...activationSteps(f.current, target, f.previous, f.activation)],
   };
   const d = f.data;
   if (!d) return plain;

@@ -34,6 +34,8 @@ export interface RollbackOptions {
   restore?: boolean;
   /** Switch the code only, whatever the schema. */
   ignoreSchema?: boolean;
+  /** Use a target that was changed after it was verified and installed. */
+  force?: boolean;
 }
 
 export async function runRollback(config: Config, services: Services, opts: RollbackOptions): Promise<RollbackResult> {
@@ -64,6 +66,7 @@ export async function runRollback(config: Config, services: Services, opts: Roll
       installed,
       to,
       releasesDir: layout.releases,
+      force: !!opts.force,
       activation: { units: opts.noRestart ? [] : config.service.units, health: config.health !== undefined },
       data: {
         target: target && installed.includes(target) ? await contractOf(layout, target) : null,

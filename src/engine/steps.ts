@@ -14,7 +14,7 @@ export type Step =
   /** Write (private staging only): stream the artifact through the hash into the extractor. */
   | { kind: 'stage'; version: string; url: string; size: number; sha256: string; unpackedSize: number | null; budget: number | null }
   /** Read: an installed release is still whole and what it claims to be. */
-  | { kind: 'check-retained'; version: string }
+  | { kind: 'check-retained'; version: string; force?: boolean }
   /** Write: remove old releases first, so the new one fits. Not undone (they were going anyway). */
   | { kind: 'prune-before'; versions: string[]; need: number; available: number; reserve: number }
   /** Write: flush staging to disk and rename it into releases/vX. Undo: remove it. */

@@ -10,7 +10,9 @@ export async function fileDigest(file: string): Promise<{ digest: Buffer; sha256
   });
   try {
     const hash = createHash('sha256');
-    const buf = Buffer.allocUnsafe(1 << 20);
+    // A buffer the size of the file, up to a MiB: thousands of small files cost no big allocations.
+    const { size } = await fh.stat();
+    const buf = Buffer.allocUnsafe(Math.max(1, Math.min(size + 1, 1 << 20)));
     let bytes = 0;
     for (;;) {
       const { bytesRead } = await fh.read(buf, 0, buf.length, null);
