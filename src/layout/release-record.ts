@@ -37,7 +37,7 @@ export async function removeReleaseRecord(layout: Layout, version: string): Prom
   await rm(path.join(recordsDir(layout), `v${version}.sigstore.json`), { force: true });
 }
 
-export async function readReleaseRecord(layout: Layout, version: string): Promise<ReleaseRecord | null> {
+async function readReleaseRecord(layout: Layout, version: string): Promise<ReleaseRecord | null> {
   let text: string;
   try {
     text = await readFile(recordFile(layout, version), 'utf8');
@@ -56,7 +56,7 @@ export function withRuntimeLink(entries: RecordedEntry[]): RecordedEntry[] {
   );
 }
 
-export interface Finding {
+interface Finding {
   path: string;
   problem: 'content' | 'type' | 'mode' | 'target' | 'missing' | 'added';
   detail: string;
