@@ -219,6 +219,7 @@ describe('gc --keep 0 and damaged retained releases', () => {
   });
 
   test('rollback to a previous release that is not JSON: exit 6 E_RELEASE_DAMAGED', async () => {
+    const original = readFileSync(manifest('1.4.0'));
     writeFileSync(manifest('1.4.0'), 'not json {');
     const before = w.snapshot();
     const r = await w.run(['rollback', '--json']);
@@ -228,7 +229,8 @@ describe('gc --keep 0 and damaged retained releases', () => {
     assert.match(doc.error.message, /v1\.4\.0 is damaged: .*is not valid JSON/);
     assert.equal(current(w), 'releases/v1.5.0');
     assert.deepEqual(w.snapshot(), before);
-    writeFileSync(manifest('1.4.0'), '{"name":"demo","version":"1.4.0"}');
+    // Put back exactly what was installed (verify would refuse anything else as modified).
+    writeFileSync(manifest('1.4.0'), original);
   });
 
   test('gc --keep 0 with six releases leaves exactly current and previous; rollback still works', async () => {
