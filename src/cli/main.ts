@@ -176,6 +176,38 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     });
 
   program
+    .command('doctor')
+    .description('check this install and explain what is wrong (with --fix: repair what is safe to repair)')
+    .option('--fix', "repair leftovers, loose modes on cutover's own files and an interrupted operation (takes the lock; never deletes a release or a backup)")
+    .action(async (opts: { fix?: boolean }, cmd: Command) => {
+      const { config, services } = await context(cmd);
+      const { runDoctor } = await import('../engine/doctor.ts');
+      try {
+        const r = await runDoctor(config, services, { fix: !!opts.fix });
+        const problems = r.findings.filter((f) => f.severity === 'error' && !f.fixed);
+        emit(r, () =>
+          r.findings.length
+            ? r.findings
+                .map((f) => `${f.fixed ? 'fixed ' : ''}${f.code} ${f.path}: ${f.message}${f.fixable && !f.fixed ? ' (doctor --fix repairs it)' : ''}`)
+                .join('\n')
+            : 'no problems found',
+        );
+        if (problems.length) {
+          // The findings are the report (stdout, or the --json document); the exit code says there are problems.
+          const hint = problems.some((f) => f.fixable)
+            ? 'run `doctor --fix` for what it can repair; the others say what to do'
+            : 'each finding says what to do';
+          process.stderr.write(
+            `${prog}: E_DOCTOR: ${problems.length} problem${problems.length > 1 ? 's' : ''} found (${problems.map((f) => f.code).join(', ')}); ${hint}\n`,
+          );
+          exitCode = EXIT.FILESYSTEM;
+        }
+      } finally {
+        await services.http.close();
+      }
+    });
+
+  program
     .command('verify')
     .description('check installed releases against what was verified and installed (default: current)')
     .argument('[version]', 'a retained release, e.g. v1.3.2 (default: current)')

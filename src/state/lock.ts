@@ -135,3 +135,25 @@ function readHolder(lockFile: string): string | undefined {
     return undefined;
   }
 }
+
+/**
+ * Who holds the lock, without taking it (doctor only reads): a shared flock that fails means an
+ * operation holds it. null: nobody does (or there is no lock file yet).
+ */
+export function lockHolder(lockFile: string): string | null {
+  let fd: number;
+  try {
+    fd = openSync(lockFile, O_RDONLY_NOFOLLOW);
+  } catch {
+    return null;
+  }
+  try {
+    const r = spawnSync('flock', ['--nonblock', '--shared', '--conflict-exit-code', String(CONFLICT), '3'], {
+      env: commandEnv(),
+      stdio: ['ignore', 'ignore', 'ignore', fd],
+    });
+    return r.status === CONFLICT ? (readHolder(lockFile) ?? 'an operation') : null;
+  } finally {
+    closeSync(fd);
+  }
+}
