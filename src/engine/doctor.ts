@@ -20,7 +20,7 @@ import { reserveBytes } from './disk.ts';
 import { recover } from './recover.ts';
 import type { Services } from './services.ts';
 
-export interface Finding {
+interface Finding {
   code: string;
   severity: 'error' | 'warning';
   path: string;
