@@ -10,6 +10,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createAccount, idsOf, removeAccount } from '../helpers/accounts.ts';
 import { CLI } from '../helpers/cli.ts';
+import { sqliteMigration } from '../helpers/sqlite-migration.ts';
 import { smallFsAvailable, startSmallFs, type SmallFs } from '../helpers/small-fs.ts';
 import { lastLine, World } from '../helpers/world.ts';
 
@@ -19,18 +20,9 @@ function json(stdout: string): Record<string, unknown> {
   return JSON.parse(lastLine(stdout)) as Record<string, unknown>;
 }
 
-/** An idempotent migration to `schema`: runs `sql` once (PRAGMA user_version tracks it). */
-function migration(schema: number, sql: string, tail = ''): string {
-  return `#!/bin/sh
-set -eu
-db="$CUTOVER_DATABASE"
-mkdir -p "$(dirname "$db")"
-echo "migrating $CUTOVER_SCHEMA_FROM -> $CUTOVER_SCHEMA_TO ($CUTOVER_FROM -> $CUTOVER_TO) as $(id -un)"
-v=$(sqlite3 "$db" 'PRAGMA user_version;')
-if [ "$v" -lt ${schema} ]; then sqlite3 "$db" "BEGIN; ${sql}; PRAGMA user_version=${schema}; COMMIT;"; fi
-${tail}
-`;
-}
+/** An idempotent migration to `schema`, saying what it does in its log. */
+const migration = (schema: number, sql: string, tail = ''): string =>
+  sqliteMigration(schema, sql, tail, 'echo "migrating $CUTOVER_SCHEMA_FROM -> $CUTOVER_SCHEMA_TO ($CUTOVER_FROM -> $CUTOVER_TO) as $(id -un)"');
 
 const PENDING = `#!/bin/sh
 v=$(sqlite3 "$CUTOVER_DATABASE" 'PRAGMA user_version;')

@@ -12,18 +12,12 @@ import { runUpdate } from '../../src/engine/update.ts';
 import { CutoverError } from '../../src/errors.ts';
 import { createAccount, removeAccount } from '../helpers/accounts.ts';
 import { fakeServices, type FakeServices } from '../helpers/engine-fakes.ts';
+import { sqliteMigration } from '../helpers/sqlite-migration.ts';
 import { World } from '../helpers/world.ts';
 
 const haveSqlite = spawnSync('sqlite3', ['-version']).status === 0;
 
-function migrate(schema: number, sql: string): string {
-  return `#!/bin/sh
-set -eu
-mkdir -p "$(dirname "$CUTOVER_DATABASE")"
-v=$(sqlite3 "$CUTOVER_DATABASE" 'PRAGMA user_version;')
-if [ "$v" -lt ${schema} ]; then sqlite3 "$CUTOVER_DATABASE" "BEGIN; ${sql}; PRAGMA user_version=${schema}; COMMIT;"; fi
-`;
-}
+const migrate = (schema: number, sql: string): string => sqliteMigration(schema, sql);
 
 describe('schema-changing updates around the units (in-process, fake systemd)', { skip: haveSqlite ? false : 'sqlite3 is not installed' }, () => {
   let w: World;

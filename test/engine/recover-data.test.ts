@@ -20,19 +20,13 @@ import { switchCurrent } from '../../src/layout/swap.ts';
 import { readState, writeState } from '../../src/state/state.ts';
 import { createAccount, removeAccount } from '../helpers/accounts.ts';
 import { fakeServices } from '../helpers/engine-fakes.ts';
+import { sqliteMigration } from '../helpers/sqlite-migration.ts';
 import { World } from '../helpers/world.ts';
 
 const haveSqlite = spawnSync('sqlite3', ['-version']).status === 0;
 const never = new AbortController().signal;
 
-function migrate(schema: number, sql: string): string {
-  return `#!/bin/sh
-set -eu
-mkdir -p "$(dirname "$CUTOVER_DATABASE")"
-v=$(sqlite3 "$CUTOVER_DATABASE" 'PRAGMA user_version;')
-if [ "$v" -lt ${schema} ]; then sqlite3 "$CUTOVER_DATABASE" "BEGIN; ${sql}; PRAGMA user_version=${schema}; COMMIT;"; fi
-`;
-}
+const migrate = (schema: number, sql: string): string => sqliteMigration(schema, sql);
 
 describe('recovery of a schema-changing update from each journal position', { skip: haveSqlite ? false : 'sqlite3 is not installed' }, () => {
   let w: World;
