@@ -21,7 +21,7 @@
  * Synchronous writes also mean nothing is in flight once the stream stops: when the promise
  * rejects, the last descriptor is already closed.
  */
-import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { createHash, hash, randomBytes, type Hash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -111,6 +111,8 @@ const MAX_META_RUN = 8;
 /** Symlink expansions while checking where a link finally points (like the kernel's 40). */
 const MAX_LINK_HOPS = 40;
 const MANIFEST = 'release.json';
+/** Files up to this size are hashed in one call once written (see OpenFile.chunks). */
+const SMALL_FILE = 256 * 1024;
 
 const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
 const CREATE_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
@@ -150,6 +152,8 @@ interface OpenFile {
   fd: number;
   size: number;
   hash?: Hash;
+  /** A small file's body, hashed once when it ends. */
+  chunks?: Buffer[];
 }
 
 const q = (p: string): string => JSON.stringify(p);
@@ -586,7 +590,9 @@ class Extraction {
       node: plan.node,
       fd: fs.openSync(abs, CREATE_FLAGS, plan.node.mode),
       size: 0,
-      ...(this.record ? { hash: createHash('sha256') } : {}),
+      // Small files (most of a release) are hashed in one call at the end: thousands of Hash
+      // objects, each holding native memory the GC does not see, cost time and RSS.
+      ...(this.record ? (entry.size <= SMALL_FILE ? { chunks: [] } : { hash: createHash('sha256') }) : {}),
     };
     this.diskBytes += onDisk(entry.size);
     this.current = file;
@@ -618,7 +624,8 @@ class Extraction {
     }
     try {
       for (let off = 0; off < chunk.length;) off += fs.writeSync(file.fd, chunk, off, chunk.length - off);
-      file.hash?.update(chunk);
+      if (file.chunks) file.chunks.push(chunk);
+      else file.hash?.update(chunk);
     } catch (e) {
       this.fail(this.writeError(e, file.rel));
     }
@@ -627,8 +634,8 @@ class Extraction {
   endFile(file: OpenFile): void {
     if (this.failure !== undefined || this.current !== file) return;
     const { node, fd } = file;
-    if (file.hash) {
-      node.sha256 = file.hash.digest('hex');
+    if (file.hash || file.chunks) {
+      node.sha256 = file.chunks ? hash('sha256', file.chunks.length === 1 ? file.chunks[0]! : Buffer.concat(file.chunks)) : file.hash!.digest('hex');
       node.size = file.size;
     }
     try {
