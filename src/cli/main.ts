@@ -6,9 +6,9 @@ import { getStatus, listReleases, type Interrupted } from '../engine/status.ts';
 import { stepLine, type Step } from '../engine/steps.ts';
 import { CutoverError, EXIT, type ExitCode } from '../errors.ts';
 import { formatBytes } from '../report.ts';
-import { checkVersion } from '../release/release-index.ts';
 import { escapeControls, escapeDeep } from '../text.ts';
 import { reportFailure } from './exit.ts';
+import { versionFlag } from './flags.ts';
 import { addReleaseCommands } from './release-commands.ts';
 import { TerminalReporter } from './output.ts';
 // The engine (undici, Sigstore, tar) loads only for the commands that need it: `status`,
@@ -424,21 +424,6 @@ function interruption(e: unknown, signal: AbortSignal): unknown {
  * Flags are checked while the command line is parsed, before any action runs: a malformed
  * value never reaches the release server, the lock or anything under root.
  */
-
-/** `--version` / `--to`: a semantic version, optional leading v, no build metadata. */
-function versionFlag(flag: string, example: string): (v: string) => string {
-  return (v: string): string => {
-    const checked = checkVersion(v);
-    if (checked.ok) return checked.version;
-    const bare = v.replace(/^v/i, '');
-    const plus = bare.indexOf('+');
-    const hint =
-      plus >= 0 && checkVersion(bare.slice(0, plus)).ok
-        ? `pass the version without its build metadata, e.g. v${bare.slice(0, plus)}`
-        : `pass a semantic version like ${example} (the leading v is optional; prereleases like ${example}-rc.1 too)`;
-    throw new CutoverError('E_USAGE', `${flag} ${checked.reason.replace(/^version /, '')}`, { hint, details: { flag, value: v } });
-  };
-}
 
 const MIN_KEEP = 0;
 const MAX_KEEP = 100;

@@ -6,8 +6,9 @@ import { homedir } from 'node:os';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { CutoverError } from '../errors.ts';
+import { APP_NAME } from '../config/config.ts';
 import { formatBytes } from '../report.ts';
-import { checkVersion } from '../release/release-index.ts';
+import { versionFlag } from './flags.ts';
 
 interface Io {
   /** Print the result (JSON with --json, else the human line) and remember the global flags. */
@@ -36,15 +37,8 @@ function argv(flag: string): (v: string) => string[] {
 }
 
 function appName(v: string): string {
-  if (!/^[a-z0-9][a-z0-9._-]{0,63}$/i.test(v))
-    throw usage(`--name ${JSON.stringify(v)} is not an app name`, 'letters, digits, ".", "_" or "-", as `app` in cutover.toml');
+  if (!APP_NAME.test(v)) throw usage(`--name ${JSON.stringify(v)} is not an app name`, 'letters, digits, ".", "_" or "-", as `app` in cutover.toml');
   return v;
-}
-
-function version(v: string): string {
-  const c = checkVersion(v);
-  if (!c.ok) throw usage(`--version ${c.reason.replace(/^version /, '')}`, 'pass a semantic version like 1.4.0');
-  return c.version;
 }
 
 /** SOURCE_DATE_EPOCH (reproducible builds): whole seconds since the epoch, 0 when unset. */
@@ -64,7 +58,7 @@ export function addReleaseCommands(program: Command, io: Io): void {
     .description('a reproducible release archive from a build directory: OUT/NAME-VERSION.tar.gz')
     .argument('<dir>', 'the build directory')
     .addOption(new Option('--name <name>', "the app name (as `app` in operators' cutover.toml)").argParser(appName).makeOptionMandatory())
-    .addOption(new Option('--version <version>', 'the release version, e.g. 1.4.0').argParser(version).makeOptionMandatory())
+    .addOption(new Option('--version <version>', 'the release version, e.g. 1.4.0').argParser(versionFlag('--version', '1.4.0')).makeOptionMandatory())
     .option('--out <dir>', 'where the archive goes (created if missing)', '.')
     .addOption(new Option('--schema <n>', 'release.json "schema"').argParser(wholeNumber('--schema')))
     .addOption(new Option('--rollback-safe-schema <n>', 'release.json "rollback_safe_schema"').argParser(wholeNumber('--rollback-safe-schema')))
@@ -109,7 +103,11 @@ export function addReleaseCommands(program: Command, io: Io): void {
     .addOption(new Option('--fulcio-url <url>', 'Fulcio base URL').default('https://fulcio.sigstore.dev').argParser(httpUrl('--fulcio-url')))
     .addOption(new Option('--rekor-url <url>', 'Rekor base URL').default('https://rekor.sigstore.dev').argParser(httpUrl('--rekor-url')))
     .addOption(new Option('--tsa-url <url>', 'RFC 3161 timestamp authority base URL (optional)').argParser(httpUrl('--tsa-url')))
-    .addOption(new Option('--version <version>', "for the trust.identity template it prints (default: the archive's release.json)").argParser(version))
+    .addOption(
+      new Option('--version <version>', "for the trust.identity template it prints (default: the archive's release.json)").argParser(
+        versionFlag('--version', '1.4.0'),
+      ),
+    )
     .action(async (file: string, o: { identityToken?: string; fulcioUrl: string; rekorUrl: string; tsaUrl?: string; version?: string }, cmd: Command) => {
       const { identityTemplate, identityToken, signFile } = await import('../release/sign.ts');
       const token = await identityToken(o.identityToken, io.env, io.signal);
@@ -134,7 +132,9 @@ export function addReleaseCommands(program: Command, io: Io): void {
     .argument('<file>', 'the release archive (or any file)')
     .requiredOption('--identity <identity>', 'the exact certificate identity; {version} is replaced')
     .requiredOption('--issuer <issuer>', 'the exact OIDC issuer')
-    .addOption(new Option('--version <version>', "for {version} in the identity (default: the archive's release.json)").argParser(version))
+    .addOption(
+      new Option('--version <version>', "for {version} in the identity (default: the archive's release.json)").argParser(versionFlag('--version', '1.4.0')),
+    )
     .option('--bundle <file>', 'the Sigstore bundle (default: FILE.sigstore.json)')
     .option('--trusted-root <file>', 'trust this trusted_root.json instead of the public-good root (TUF)')
     .action(async (file: string, o: { identity: string; issuer: string; version?: string; bundle?: string; trustedRoot?: string }, cmd: Command) => {
@@ -158,7 +158,7 @@ export function addReleaseCommands(program: Command, io: Io): void {
     .description('add a release to an index.json (created if missing), or remove one')
     .argument('<index>', 'the index file, e.g. out/index.json')
     .option('--add <file>', 'a packed and signed release archive (FILE.sigstore.json beside it)')
-    .addOption(new Option('--remove <version>', 'drop this version (yanked)').argParser(version))
+    .addOption(new Option('--remove <version>', 'drop this version (yanked)').argParser(versionFlag('--remove', '1.4.0')))
     .option('--base-url <url>', 'absolute URL the files are published under (default: URLs relative to the index)')
     .action(async (index: string, o: { add?: string; remove?: string; baseUrl?: string }, cmd: Command) => {
       if ((o.add === undefined) === (o.remove === undefined))

@@ -146,6 +146,9 @@ function lookupUser(name: string): { uid: number; gid: number } | undefined {
   return { uid, gid };
 }
 
+/** What an app may be called (`app`, `release pack --name`): it names files, units and accounts. */
+export const APP_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/i;
+
 type Table = Record<string, unknown>;
 
 /** Parse and validate. Every complaint names the key and its line. */
@@ -172,7 +175,7 @@ export function parseConfig(text: string, file = '<config>'): Config {
   const reader = new TableReader(doc, '', fail);
 
   const app = reader.string('app', { required: true });
-  if (!/^[a-z0-9][a-z0-9._-]{0,63}$/i.test(app)) fail('app', 'must be a short name of letters, digits, ".", "_" or "-"');
+  if (!APP_NAME.test(app)) fail('app', 'must be a short name of letters, digits, ".", "_" or "-"');
   const root = reader.string('root', { required: true });
   if (!path.isAbsolute(root)) fail('root', 'must be an absolute path');
   if (path.resolve(root) === '/') fail('root', 'must not be /');

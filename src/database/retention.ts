@@ -29,13 +29,17 @@ export function backupFor(backups: BackupRecord[], version: string): BackupRecor
   return backups.filter((b) => b.version === version).at(-1);
 }
 
-/** A new backup id: the UTC time and the release it is taken on, unique among `existing`. */
-export function newBackupId(now: number, version: string | null, existing: BackupRecord[]): string {
-  const stamp = new Date(now)
+/** UTC time to the second, for names: 20261203T131500Z. */
+export function compactStamp(now: number): string {
+  return new Date(now)
     .toISOString()
     .replace(/[-:]/g, '')
     .replace(/\.\d+Z$/, 'Z');
-  const base = `${stamp}-${version ? `v${version}` : 'none'}`;
+}
+
+/** A new backup id: the UTC time and the release it is taken on, unique among `existing`. */
+export function newBackupId(now: number, version: string | null, existing: BackupRecord[]): string {
+  const base = `${compactStamp(now)}-${version ? `v${version}` : 'none'}`;
   let id = base;
   for (let n = 2; existing.some((b) => b.id === id); n++) id = `${base}-${n}`;
   return id;

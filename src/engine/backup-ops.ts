@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import type { Config } from '../config/config.ts';
-import { databaseDriver } from '../database/backups.ts';
+import { databaseDriver, findBackup } from '../database/backups.ts';
 import { newBackupId, pendingBackup, planBackupPrune, protectedBy } from '../database/retention.ts';
 import { CutoverError } from '../errors.ts';
 import { layoutOf } from '../layout/paths.ts';
@@ -112,12 +112,7 @@ export async function runRestore(config: Config, services: Services, opts: { id:
   const lock = acquireLock(layout.lock, 'restore');
   try {
     const { state } = await recover(config, services, layout);
-    const saved = state.backups.find((b) => b.id === opts.id);
-    if (!saved) {
-      throw new CutoverError('E_USAGE', `there is no backup ${JSON.stringify(opts.id)}`, {
-        hint: state.backups.length ? 'pick an id from `backups`' : 'no backups have been taken yet',
-      });
-    }
+    const saved = findBackup(state, opts.id);
     const current = await readCurrent(layout);
     const runsOn = current ? ((await contractOf(layout, current))?.schema ?? null) : null;
     if (saved.schema !== null && runsOn !== null && saved.schema !== runsOn && !opts.ignoreSchema) {

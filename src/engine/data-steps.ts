@@ -10,6 +10,7 @@ import path from 'node:path';
 import { formatDuration } from '../config/duration.ts';
 import { checkBackup, checkBackupSpace, findBackup, openBackupDir, takeBackup } from '../database/backups.ts';
 import type { DatabaseDriver } from '../database/driver.ts';
+import { compactStamp } from '../database/retention.ts';
 import { CutoverError } from '../errors.ts';
 import { releaseDir } from '../layout/paths.ts';
 import { readCurrent } from '../layout/swap.ts';
@@ -198,10 +199,7 @@ function userOf(ctx: StepContext) {
 }
 
 function stamp(ctx: StepContext): string {
-  return new Date(ctx.services.clock.now())
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z');
+  return compactStamp(ctx.services.clock.now());
 }
 
 function migrateFailed(what: string, r: RunAsResult, extra: string): CutoverError {

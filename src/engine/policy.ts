@@ -2,6 +2,7 @@ import semver from 'semver';
 import type { AutoPolicy } from '../config/config.ts';
 import { inWindow, type MaintenanceWindow } from '../config/window.ts';
 import { latestFirst, type ReleaseEntry } from '../release/release-index.ts';
+import { upgradesFrom } from './upgrade-path.ts';
 
 export interface Decision {
   /** install: do it now. hold: allowed, but outside the window. none: nothing to do automatically. */
@@ -51,8 +52,7 @@ export function decide(input: DecideInput): Decision {
   const manual = (r: ReleaseEntry): string | null => {
     if (input.migrations === 'auto') return null;
     if (r.schema !== undefined && r.schema !== (input.schema ?? null)) return `changes the database schema (${input.schema ?? 'none'} -> ${r.schema})`;
-    if (r.upgradeFrom !== undefined && !semver.satisfies(current, r.upgradeFrom, { includePrerelease: true }))
-      return `needs upgrade stops (it upgrades only from ${r.upgradeFrom})`;
+    if (!upgradesFrom(current, r.upgradeFrom)) return `needs upgrade stops (it upgrades only from ${r.upgradeFrom})`;
     return null;
   };
   const good = unbad.filter((r) => manual(r) === null);

@@ -8,7 +8,6 @@ import path from 'node:path';
 import type { Config } from '../config/config.ts';
 import { fetchJson, withDeadline } from '../download/download.ts';
 import { CutoverError, fsError } from '../errors.ts';
-import semver from 'semver';
 import { databaseDriver } from '../database/backups.ts';
 import { newBackupId } from '../database/retention.ts';
 import { dataContract, readReleaseManifest, type ReleaseManifest } from '../release/manifest.ts';
@@ -25,7 +24,7 @@ import { execute, executeDryRun, type Executed, type Operation } from './executo
 import { guardInstallRoot } from './guard.ts';
 import { commitIndex, planUpdate, type DataFacts, type DiskFacts, type UpdateFacts, type UpdatePlan } from './plan.ts';
 import { recover } from './recover.ts';
-import { upgradePath } from './upgrade-path.ts';
+import { upgradePath, upgradesFrom } from './upgrade-path.ts';
 import { reserveBytes } from './disk.ts';
 import type { Services } from './services.ts';
 import { contractOf, NO_CONTRACT, schemaLevel } from './schema-facts.ts';
@@ -182,10 +181,11 @@ async function dryRun(config: Config, services: Services, opts: UpdateOptions, l
   const state = await readState(layout);
   const index = await fetchIndex(config, services, opts.signal);
   const target = resolveRelease(index, opts.version);
-  const hops = upgradePath(index.releases, await readCurrent(layout), target, state.bad);
+  const from = await readCurrent(layout);
+  const hops = upgradePath(index.releases, from, target, state.bad);
   // A path: the first hop is what would run first; the later ones depend on it.
   const release = hops[0]!;
-  if (hops.length > 1) services.reporter.step(describePath(target, await readCurrent(layout), hops));
+  if (hops.length > 1) services.reporter.step(describePath(target, from, hops));
   const pathOf = hops.length > 1 ? { path: hops.map((h) => h.version) } : {};
   const { plan, facts } = await makePlan(config, layout, state, release, opts, false, services.clock.now());
   if (plan.action === 'noop') {
@@ -244,7 +244,7 @@ function checkIndexAgrees(release: ReleaseEntry, manifest: ReleaseManifest): voi
 
 /** A target whose `upgrade_from` excludes the current version is reached only through the stops it names. */
 function checkUpgradeFrom(version: string, range: string | null, current: string | null): void {
-  if (range === null || current === null || semver.satisfies(current, range, { includePrerelease: true })) return;
+  if (current === null || upgradesFrom(current, range)) return;
   throw new CutoverError('E_UPGRADE_PATH', `v${version} upgrades only from ${range}, and v${current} is current`, {
     hint: `update to a release in ${range} first (\`update --version vX\`), then to v${version}; nothing was installed`,
     details: { upgradeFrom: range, current },
@@ -254,24 +254,20 @@ function checkUpgradeFrom(version: string, range: string | null, current: string
 /** Free space where backups go (the nearest existing directory), and the reserve when that is the root's filesystem. */
 async function backupSpace(config: Config): Promise<{ dir: string; free: number; reserve: number } | undefined> {
   let dir = config.backup.dir;
-  while (
-    !(await stat(dir).then(
-      (s) => s.isDirectory(),
-      () => false,
-    ))
-  ) {
+  let st = await stat(dir).catch(() => undefined);
+  while (!st?.isDirectory()) {
     if (path.dirname(dir) === dir) return undefined;
     dir = path.dirname(dir);
+    st = await stat(dir).catch(() => undefined);
   }
-  const [fs, dev, rootDev] = await Promise.all([
+  const [fs, rootDev] = await Promise.all([
     statfs(dir),
-    stat(dir).then((s) => s.dev),
     stat(config.root).then(
       (s) => s.dev,
       () => -1,
     ),
   ]);
-  const reserve = dev === rootDev ? reserveBytes(config.disk.reserve, fs.blocks * fs.bsize) : 0;
+  const reserve = st.dev === rootDev ? reserveBytes(config.disk.reserve, fs.blocks * fs.bsize) : 0;
   return { dir: config.backup.dir, free: fs.bavail * fs.bsize, reserve };
 }
 
@@ -331,7 +327,6 @@ async function makePlan(
   const retained = installed.includes(release.version);
   const needsSpace = current !== release.version && !retained;
   const disk = needsSpace ? await measureDisk(config, layout, installed, [current, state.previous, release.version], strict) : undefined;
-  checkUpgradeFrom(release.version, release.upgradeFrom ?? null, current);
   const data = current === release.version ? undefined : await dataFacts(config, layout, state, release, current, retained, opts, now);
   if (retained && data) checkUpgradeFrom(release.version, data.target.upgradeFrom, current);
   const facts: UpdateFacts = {

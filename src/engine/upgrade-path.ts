@@ -7,9 +7,13 @@ import semver from 'semver';
 import { CutoverError } from '../errors.ts';
 import type { ReleaseEntry } from '../release/release-index.ts';
 
-/** May `from` upgrade to `to` directly? */
+/** May an install of `from` upgrade directly to a release whose `upgrade_from` is `range` (none: any)? */
+export function upgradesFrom(from: string, range: string | null | undefined): boolean {
+  return range == null || semver.satisfies(from, range, { includePrerelease: true });
+}
+
 function reaches(from: string, to: ReleaseEntry): boolean {
-  return to.upgradeFrom === undefined || semver.satisfies(from, to.upgradeFrom, { includePrerelease: true });
+  return upgradesFrom(from, to.upgradeFrom);
 }
 
 /**
