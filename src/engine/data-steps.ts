@@ -17,7 +17,7 @@ import { readCurrent } from '../layout/swap.ts';
 import { ensurePrivateDir } from '../layout/trusted-path.ts';
 import { formatBytes } from '../report.ts';
 import { describeRun, killLeftover, processStart, runAs, type RunAsResult } from '../system/run-as.ts';
-import { gateReason, restartTimeout, signalName, unhealthy, type Handler, type StepContext } from './handlers.ts';
+import { bringUp, gateReason, restartTimeout, type Handler, type StepContext } from './handlers.ts';
 import type { Step, StepRecord } from './steps.ts';
 
 type H<K extends Step['kind']> = Handler<Extract<Step, { kind: K }>>;
@@ -290,17 +290,7 @@ function rememberMigration(ctx: StepContext, pid: number): void {
 }
 
 const start: H<'start'> = {
-  async do(step, ctx) {
-    const { reporter, serviceManager } = ctx.services;
-    const version = ctx.journal.to ?? '(none)';
-    if (ctx.signal.aborted) throw unhealthy(ctx, version, `interrupted by ${signalName(ctx.signal)}`, true);
-    reporter.step(`Starting ${step.unit}`);
-    await serviceManager.resetFailed(step.unit);
-    const r = await serviceManager.start(step.unit, restartTimeout(ctx));
-    if (ctx.signal.aborted) throw unhealthy(ctx, version, `interrupted by ${signalName(ctx.signal)}`, true);
-    if (!r.ok) throw unhealthy(ctx, version, `${step.unit} ${r.reason}`, false);
-    ctx.scratch.baseline.set(step.unit, r.state?.nRestarts ?? 0);
-  },
+  do: (step, ctx) => bringUp(step.unit, ctx, 'start'),
   /** It ran the new code: stop it again before the database is put back. */
   async undo(step, ctx) {
     const r = await ctx.services.serviceManager.stop(step.unit, restartTimeout(ctx));

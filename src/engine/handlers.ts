@@ -86,7 +86,7 @@ export function restartTimeout(ctx: StepContext): number {
   return Math.max(30_000, ctx.services.health?.timeoutMs ?? 90_000);
 }
 
-export function signalName(signal: AbortSignal): string {
+function signalName(signal: AbortSignal): string {
   const r = signal.reason as unknown;
   const name = r instanceof CutoverError ? r.details?.signal : undefined;
   return typeof name === 'string' ? name : 'a signal';
@@ -96,7 +96,7 @@ export function signalName(signal: AbortSignal): string {
  * The release being activated is not healthy: E_UNHEALTHY, and (unless the operator interrupted
  * the wait) it is marked bad so that the daemon never installs it again by itself.
  */
-export function unhealthy(ctx: StepContext, version: string, why: string, interrupted: boolean): CutoverError {
+function unhealthy(ctx: StepContext, version: string, why: string, interrupted: boolean): CutoverError {
   // A restore that fails its gate says nothing about the release (it was running fine before): no mark.
   if (!interrupted && ctx.journal.op !== 'restore' && !ctx.state.bad.includes(version)) ctx.state.bad.push(version);
   return new CutoverError('E_UNHEALTHY', `v${version} was unhealthy (${why})`, {
@@ -477,21 +477,24 @@ export function gateReason(gate: GateResult): string {
   return `health check failed: ${gate.last?.reason ?? 'no answer'} (after ${gate.probes} probes in ${formatDuration(gate.ms)})`;
 }
 
+/** Restart (or, after a stop, start) one unit on the release being activated and wait until it is up. */
+export async function bringUp(unit: string, ctx: StepContext, verb: 'restart' | 'start'): Promise<void> {
+  const { reporter, serviceManager } = ctx.services;
+  const version = targetOf(ctx);
+  if (ctx.signal.aborted) throw unhealthy(ctx, version, `interrupted by ${signalName(ctx.signal)}`, true);
+  reporter.step(`${verb === 'restart' ? 'Restarting' : 'Starting'} ${unit}`);
+  // Our own restarts must not eat the unit's start limit (systemd counts every start): a
+  // quick update and rollback would otherwise look like a crash loop.
+  await serviceManager.resetFailed(unit);
+  const r = await serviceManager[verb](unit, restartTimeout(ctx));
+  // A signal may also have reached systemctl (same process group): it is an interruption, not a verdict.
+  if (ctx.signal.aborted) throw unhealthy(ctx, version, `interrupted by ${signalName(ctx.signal)}`, true);
+  if (!r.ok) throw unhealthy(ctx, version, `${unit} ${r.reason}`, false);
+  ctx.scratch.baseline.set(unit, r.state?.nRestarts ?? 0);
+}
+
 const restart: Handler<Extract<Step, { kind: 'restart' }>> = {
-  async do(step, ctx) {
-    const { reporter, serviceManager } = ctx.services;
-    const version = targetOf(ctx);
-    if (ctx.signal.aborted) throw unhealthy(ctx, version, `interrupted by ${signalName(ctx.signal)}`, true);
-    reporter.step(`Restarting ${step.unit}`);
-    // Our own restarts must not eat the unit's start limit (systemd counts every start): a
-    // quick update and rollback would otherwise look like a crash loop.
-    await serviceManager.resetFailed(step.unit);
-    const r = await serviceManager.restart(step.unit, restartTimeout(ctx));
-    // A signal may also have reached systemctl (same process group): it is an interruption, not a verdict.
-    if (ctx.signal.aborted) throw unhealthy(ctx, version, `interrupted by ${signalName(ctx.signal)}`, true);
-    if (!r.ok) throw unhealthy(ctx, version, `${step.unit} ${r.reason}`, false);
-    ctx.scratch.baseline.set(step.unit, r.state?.nRestarts ?? 0);
-  },
+  do: (step, ctx) => bringUp(step.unit, ctx, 'restart'),
 };
 
 const gate: Handler<Extract<Step, { kind: 'gate' }>> = {
