@@ -125,7 +125,8 @@ function checkValidity(json: Record<string, unknown>, where: string): void {
       if (!v || typeof v !== 'object') throw badRoot(`${where}: ${name} has no validFor period`);
       const start = typeof v.start === 'string' ? Date.parse(v.start) : NaN;
       if (Number.isNaN(start)) throw badRoot(`${where}: ${name} has no valid validFor.start, so it would be trusted for any time`);
-      if (v.end !== undefined) {
+      // An absent or null end means "still valid" (protobuf JSON writes either).
+      if (v.end !== undefined && v.end !== null) {
         const end = typeof v.end === 'string' ? Date.parse(v.end) : NaN;
         if (Number.isNaN(end) || end < start) throw badRoot(`${where}: ${name} has a validFor.end that is invalid or before its start`);
       }

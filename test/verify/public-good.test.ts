@@ -16,7 +16,7 @@ import { verifyArtifact } from '../../src/verify/verify.ts';
 import { rejects } from '../helpers/assert.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const FIXTURES = path.resolve(repoRoot, 'test', 'fixtures', 'sigstore-public-good');
+const FIXTURES = path.resolve(repoRoot, 'test', 'fixtures', 'sigstore-conformance');
 
 // Decoded from the fixtures' leaf certificates (SAN and Fulcio issuer extension).
 const BEACON_IDENTITY =
@@ -39,7 +39,7 @@ before(async () => {
       tufCachePath: '/nonexistent',
     })
   ).material;
-  aTxtDigest = sha256(await readFile(path.join(FIXTURES, 'a.txt')));
+  aTxtDigest = sha256(await readFile(path.join(FIXTURES, 'bundle-verify', 'a.txt')));
 });
 
 function sha256(data: Buffer): Buffer {
@@ -47,7 +47,7 @@ function sha256(data: Buffer): Buffer {
 }
 
 async function fixtureBundle(name: string): Promise<unknown> {
-  return JSON.parse(await readFile(path.join(FIXTURES, name, 'bundle.sigstore.json'), 'utf8'));
+  return JSON.parse(await readFile(path.join(FIXTURES, 'bundle-verify', name, 'bundle.sigstore.json'), 'utf8'));
 }
 
 for (const [name, signedAt, tlogIndex] of [
@@ -108,7 +108,7 @@ test('happy-path-intoto-in-dsse-v3: a tampered DSSE payload is rejected', async 
 });
 
 test('intoto-expired-certificate_fail: certificate outside the CA validity window is E_SIG_UNTRUSTED', async () => {
-  const dir = path.join(FIXTURES, 'intoto-expired-certificate_fail');
+  const dir = path.join(FIXTURES, 'bundle-verify', 'intoto-expired-certificate_fail');
   const ownTrust = (await loadTrustMaterial({ trustedRootPath: path.join(dir, 'trusted_root.json'), tufCachePath: '/nonexistent' })).material;
   const digest = sha256(await readFile(path.join(dir, 'artifact')));
   const bundle = await fixtureBundle('intoto-expired-certificate_fail');

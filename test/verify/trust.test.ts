@@ -13,7 +13,7 @@ import { loadTrustMaterial } from '../../src/verify/trust.ts';
 import { verifyArtifact } from '../../src/verify/verify.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const FIXTURES = path.resolve(repoRoot, 'test', 'fixtures', 'sigstore-public-good');
+const FIXTURES = path.resolve(repoRoot, 'test', 'fixtures', 'sigstore-conformance');
 const PUBLIC_GOOD_ROOT = path.join(FIXTURES, 'trusted_root.from-sigstore-tuf-seeds.json');
 const BEACON_IDENTITY =
   'https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main';
@@ -56,9 +56,9 @@ async function seedTufCache(cachePath: string, mirror: string): Promise<void> {
 /** The loaded material really is the public-good root: it verifies a public-good bundle. */
 async function verifiesPublicGood(material: Awaited<ReturnType<typeof loadTrustMaterial>>['material']) {
   const digest = createHash('sha256')
-    .update(await readFile(path.join(FIXTURES, 'a.txt')))
+    .update(await readFile(path.join(FIXTURES, 'bundle-verify', 'a.txt')))
     .digest();
-  const bundle = JSON.parse(await readFile(path.join(FIXTURES, 'happy-path-v0.3', 'bundle.sigstore.json'), 'utf8'));
+  const bundle = JSON.parse(await readFile(path.join(FIXTURES, 'bundle-verify', 'happy-path-v0.3', 'bundle.sigstore.json'), 'utf8'));
   const result = verifyArtifact({
     digest,
     bundle,
