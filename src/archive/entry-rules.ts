@@ -85,4 +85,71 @@ export function checkLinkTarget(raw: string, rel: string, target: string, maxPat
   return target;
 }
 
+/** Symlink expansions while checking where a link finally points (like the kernel's 40). */
+const MAX_LINK_HOPS = 40;
+
+/** Case- and Unicode-folded form, so a case-insensitive filesystem cannot alias a symlink. */
+export const fold = (p: string): string => p.normalize('NFD').toLowerCase().toUpperCase();
+
+/**
+ * Follow every symlink (path → target, relative to the tree's top) the way the kernel would,
+ * expanding links met on the way, and refuse any that can leave the release root or loops: the
+ * lexical check per entry (checkLinkTarget) cannot see chains like `d/up -> ..` plus
+ * `x -> d/up/../y`. `rootDepth` is 1 when the tree's top directory is stripped on install.
+ *
+ * The linked directory (`runtime`) is modelled as what it becomes on install: a link to
+ * ROOT/runtime. Whatever the archive holds there is replaced, so the caller leaves its entries
+ * out; a path may go down into it (`log -> runtime/log`) but a `..` that would climb out of it
+ * leads to ROOT, not back into the release (`esc -> runtime/../.cutover` is refused).
+ */
+export function checkLinkChains(links: ReadonlyMap<string, string>, opts: { rootDepth: number; linked: string | null }): void {
+  const { rootDepth, linked } = opts;
+  for (const [rel, target] of links) {
+    const stack = rel.split('/');
+    stack.pop();
+    let todo = target.split('/');
+    let hops = 0;
+    /** Segments below the linked directory once the path has entered it; -1: not in it. */
+    let below = -1;
+    while (todo.length > 0) {
+      const seg = todo.shift() as string;
+      if (seg === '' || seg === '.') continue;
+      if (seg === '..') {
+        if (below === 0) {
+          throw unsafe(
+            rel,
+            `is a symlink to ${q(target)}, which climbs out of ${linked as string}/ (a link to ROOT/${linked as string} once installed)`,
+            HINT_LINK,
+          );
+        }
+        if (below > 0) {
+          below--;
+          stack.pop();
+          continue;
+        }
+        if (stack.length <= rootDepth) {
+          throw unsafe(rel, `is a symlink to ${q(target)}, which leads outside the release`, HINT_LINK);
+        }
+        stack.pop();
+        continue;
+      }
+      stack.push(seg);
+      if (below >= 0) {
+        // The operator's directory: nothing the archive says about it applies.
+        below++;
+        continue;
+      }
+      if (linked !== null && stack.length === rootDepth + 1 && seg === linked) {
+        below = 0;
+        continue;
+      }
+      const next = links.get(stack.join('/'));
+      if (next === undefined) continue;
+      if (++hops > MAX_LINK_HOPS) throw unsafe(rel, `is a symlink to ${q(target)} in a symlink loop`, HINT_LINK);
+      stack.pop();
+      todo = next.split('/').concat(todo);
+    }
+  }
+}
+
 const octal = (mode: number): string => `0${(mode & 0o7777).toString(8)}`;

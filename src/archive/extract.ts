@@ -41,6 +41,8 @@ import {
   refuseType,
   unsafe,
   type Kind,
+  checkLinkChains,
+  fold,
 } from './entry-rules.ts';
 import { resolveLimits, type ExtractLimits } from './limits.ts';
 
@@ -108,8 +110,6 @@ const INFLATE_CHUNK = 64 * 1024;
 const MAX_TRAILING_BYTES = 1024 * 1024;
 /** pax/GNU headers (x, g, L, K) that may precede one real entry. */
 const MAX_META_RUN = 8;
-/** Symlink expansions while checking where a link finally points (like the kernel's 40). */
-const MAX_LINK_HOPS = 40;
 const MANIFEST = 'release.json';
 /** Files up to this size are hashed in one call once written (see OpenFile.chunks). */
 const SMALL_FILE = 256 * 1024;
@@ -200,9 +200,6 @@ function corrupt(problem: string, cause?: unknown, entry?: string): CutoverError
     ...(entry === undefined ? {} : { details: { entry } }),
   });
 }
-
-/** Case- and Unicode-folded form, so a case-insensitive filesystem cannot alias a symlink. */
-const fold = (p: string): string => p.normalize('NFD').toLowerCase().toUpperCase();
 
 /**
  * Extract `archivePath` (.tar.gz) into `destDir`, which must exist, be empty and be private to
@@ -737,16 +734,7 @@ class Extraction {
     return top;
   }
 
-  /**
-   * Follow every symlink through the final tree (after stripping) the way the kernel would,
-   * expanding links met on the way, and refuse any that can leave the release root: the
-   * lexical check per entry cannot see chains like `d/up -> ..` plus `x -> d/up/..`.
-   *
-   * The linked directory (`runtime`) is modelled as what it becomes on install: a link to
-   * ROOT/runtime. Whatever the archive holds there is replaced, so its entries are ignored; a
-   * path may go down into it (`log -> runtime/log`) but a `..` that would climb out of it leads
-   * to ROOT, not back into the release (`esc -> runtime/../.cutover` is refused).
-   */
+  /** Every link resolved through the final tree (entry-rules.ts checkLinkChains). */
   checkLinks(stripped: string | null): void {
     const rootDepth = stripped === null ? 0 : 1;
     const linked = this.linkedDir;
@@ -754,52 +742,7 @@ class Extraction {
     const inLinked = (rel: string): boolean => linkedKey !== null && (rel === linkedKey || rel.startsWith(`${linkedKey}/`));
     const links = new Map<string, string>();
     for (const [rel, node] of this.tree) if (node.kind === 'symlink' && !inLinked(rel)) links.set(rel, node.target as string);
-    for (const [rel, target] of links) {
-      const stack = rel.split('/');
-      stack.pop();
-      let todo = target.split('/');
-      let hops = 0;
-      /** Segments below the linked directory once the path has entered it; -1: not in it. */
-      let below = -1;
-      while (todo.length > 0) {
-        const seg = todo.shift() as string;
-        if (seg === '' || seg === '.') continue;
-        if (seg === '..') {
-          if (below === 0) {
-            throw unsafe(
-              rel,
-              `is a symlink to ${q(target)}, which climbs out of ${linked as string}/ (a link to ROOT/${linked as string} once installed)`,
-              HINT_LINK,
-            );
-          }
-          if (below > 0) {
-            below--;
-            stack.pop();
-            continue;
-          }
-          if (stack.length <= rootDepth) {
-            throw unsafe(rel, `is a symlink to ${q(target)}, which leads outside the release`, HINT_LINK);
-          }
-          stack.pop();
-          continue;
-        }
-        stack.push(seg);
-        if (below >= 0) {
-          // The operator's directory: nothing the archive says about it applies.
-          below++;
-          continue;
-        }
-        if (linked !== null && stack.length === rootDepth + 1 && seg === linked) {
-          below = 0;
-          continue;
-        }
-        const next = links.get(stack.join('/'));
-        if (next === undefined) continue;
-        if (++hops > MAX_LINK_HOPS) throw unsafe(rel, `is a symlink to ${q(target)} in a symlink loop`, HINT_LINK);
-        stack.pop();
-        todo = next.split('/').concat(todo);
-      }
-    }
+    checkLinkChains(links, { rootDepth, linked });
   }
 
   /** Move top/* up into root with renames: top → unique temp name, children up, remove temp. */

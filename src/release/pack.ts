@@ -15,7 +15,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
-import { checkEntryPath, checkLinkTarget, checkSpecialBits, refuseType, type Kind } from '../archive/entry-rules.ts';
+import { checkEntryPath, checkLinkChains, checkLinkTarget, checkSpecialBits, fold, HINT_PATHS, refuseType, unsafe, type Kind } from '../archive/entry-rules.ts';
 import { resolveLimits } from '../archive/limits.ts';
 import { CutoverError, errnoCode, fsError } from '../errors.ts';
 import { dataContract, type ReleaseManifest } from './manifest.ts';
@@ -50,6 +50,8 @@ interface Entry {
 
 const BLOCK = 512;
 const MANIFEST = 'release.json';
+/** The directory that becomes a link to ROOT/runtime on install. */
+const RUNTIME = 'runtime';
 
 /** The release.json to write: the directory's own (if any) with the flags over it; name and version must agree. */
 async function manifestFor(opts: PackOptions): Promise<Buffer> {
@@ -128,7 +130,38 @@ async function walk(dir: string): Promise<Entry[]> {
   };
   await visit('');
   const key = (e: Entry): Buffer => Buffer.from(e.kind === 'dir' ? `${e.rel}/` : e.rel);
-  return out.sort((a, b) => Buffer.compare(key(a), key(b)));
+  out.sort((a, b) => Buffer.compare(key(a), key(b)));
+  checkTree(out);
+  return out;
+}
+
+/**
+ * What the extractor checks across entries, on the archive's order: no path that differs only in
+ * case from a symlink (it would alias the link on a case-insensitive filesystem), and no link
+ * chain that leaves the release or loops. runtime/ becomes the link to ROOT/runtime on install,
+ * so links inside it are not followed, as the extractor does.
+ */
+function checkTree(entries: Entry[]): void {
+  const folds = new Map<string, string>();
+  const links = new Map<string, string>();
+  for (const e of entries) {
+    if (e.kind === 'symlink') {
+      if (e.rel !== RUNTIME && !e.rel.startsWith(`${RUNTIME}/`)) links.set(e.rel, e.target as string);
+      folds.set(fold(e.rel), e.rel);
+    }
+  }
+  if (folds.size === 0) return;
+  for (const e of entries) {
+    const segs = e.rel.split('/');
+    for (let i = 1; i <= segs.length; i++) {
+      const prefix = segs.slice(0, i).join('/');
+      const link = folds.get(fold(prefix));
+      if (link !== undefined && link !== prefix) {
+        throw unsafe(e.rel, `differs only in case from the symlink ${JSON.stringify(link)}`, HINT_PATHS);
+      }
+    }
+  }
+  checkLinkChains(links, { rootDepth: 0, linked: RUNTIME });
 }
 
 function octalField(n: number, width: number): string {

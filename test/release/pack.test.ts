@@ -133,10 +133,38 @@ describe('release pack', () => {
     );
   });
 
-  // The hostile inputs of the extractor's tests that can exist in a directory: each refused by name.
+  // The hostile inputs of the extractor's tests that can exist in a directory (a header-only trick, such as
+  // a "../" path or a write through a link, cannot): each refused by name, by the same rules.
   const hostile: Array<[string, (d: string) => void | Promise<void>, RegExp]> = [
     ['a symlink to an absolute path', (d) => symlinkSync('/etc/passwd', path.join(d, 'evil')), /"evil" is a symlink to the absolute path/],
     ['a symlink that climbs out', (d) => symlinkSync('../../etc', path.join(d, 'evil')), /"evil" is a symlink to "\.\.\/\.\.\/etc", outside the release/],
+    [
+      'a symlink that escapes through another symlink',
+      (d) => {
+        mkdirSync(path.join(d, 'd'));
+        symlinkSync('..', path.join(d, 'd', 'up'));
+        symlinkSync('d/up/../canary', path.join(d, 'esc'));
+      },
+      /"esc"/,
+    ],
+    [
+      'a symlink loop',
+      (d) => {
+        symlinkSync('y', path.join(d, 'x'));
+        symlinkSync('x', path.join(d, 'y'));
+      },
+      /loop/,
+    ],
+    [
+      'a path that differs from a symlink only in case',
+      (d) => {
+        mkdirSync(path.join(d, 'sub'));
+        symlinkSync('sub', path.join(d, 'Link'));
+        mkdirSync(path.join(d, 'link'));
+        writeFileSync(path.join(d, 'link', 'x'), 'x');
+      },
+      /case/,
+    ],
     ['a hardlink', (d) => linkSync(path.join(d, 'a'), path.join(d, 'b')), /"a" is a hardlink/],
     ['a FIFO', (d) => void spawnSync('mkfifo', [path.join(d, 'pipe')]), /"pipe" is a FIFO/],
     ['a character device', (d) => void spawnSync('mknod', [path.join(d, 'null'), 'c', '1', '3']), /"null" is a character device/],
