@@ -10,6 +10,7 @@ import { escapeControls, escapeDeep } from '../text.ts';
 import { reportFailure } from './exit.ts';
 import { versionFlag } from './flags.ts';
 import { addReleaseCommands } from './release-commands.ts';
+import { embeddedVersions } from '../system/embedded.ts';
 import { TerminalReporter } from './output.ts';
 // The engine (undici, Sigstore, tar) loads only for the commands that need it: `status`,
 // `list`, `--help` and `--version` start in about half the time.
@@ -30,8 +31,10 @@ export function programName(argv1: string | undefined, env: NodeJS.ProcessEnv): 
   return name;
 }
 
-/** cutover's own version, from the package.json two levels above this module (src/ or dist/). */
+/** cutover's own version: embedded in the single executable, else from the package.json two levels above this module (src/ or dist/). */
 function cutoverVersion(): string {
+  const embedded = embeddedVersions();
+  if (embedded) return embedded.cutover;
   try {
     const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
     return typeof pkg.version === 'string' ? pkg.version : 'unknown';
@@ -41,6 +44,7 @@ function cutoverVersion(): string {
 }
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<ExitCode> {
+  // argv[1]: the script under node, the name it was invoked by in the single executable.
   const prog = programName(argv[1], env);
   // Only as the first argument: `update --version X` is the update's own option.
   if (argv[2] === '--version' || argv[2] === '-V') {

@@ -42,6 +42,26 @@ export const UNSAFE_UNDER_ROOT = [
   'CUTOVER_NODE',
 ] as const;
 
+/**
+ * Those of UNSAFE_UNDER_ROOT that take effect while the process starts, before any script runs:
+ * unsetting them later changes nothing for this process (run.ts re-runs the single executable).
+ */
+export const READ_AT_STARTUP: ReadonlySet<string> = new Set([
+  'NODE_EXTRA_CA_CERTS',
+  'NODE_ICU_DATA',
+  'NODE_V8_COVERAGE',
+  'NODE_USE_ENV_PROXY',
+  'NODE_USE_SYSTEM_CA',
+  'OPENSSL_CONF',
+  'OPENSSL_MODULES',
+  'OPENSSL_ENGINES',
+  'SSL_CERT_FILE',
+  'SSL_CERT_DIR',
+  'LD_PRELOAD',
+  'LD_LIBRARY_PATH',
+  'LD_AUDIT',
+]);
+
 /** Under euid 0: drop UNSAFE_UNDER_ROOT and pin PATH. Returns the names that were removed. */
 export function scrubEnvironment(env: NodeJS.ProcessEnv = process.env, euid = process.geteuid?.()): string[] {
   if (euid !== 0) return [];

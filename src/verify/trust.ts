@@ -14,6 +14,7 @@ import { createRequire } from 'node:module';
 import { TrustedRoot } from '@sigstore/protobuf-specs';
 import { toTrustMaterial } from '@sigstore/verify';
 import type { TrustMaterial } from '@sigstore/verify';
+import { ASSETS, embeddedText, embeddedVersions } from '../system/embedded.ts';
 import { CutoverError, errnoCode } from '../errors.ts';
 
 type TrustSource = 'file' | 'tuf' | 'embedded';
@@ -194,13 +195,21 @@ interface Seeds {
 }
 
 async function readEmbeddedTrustedRoot(): Promise<{ root: TrustedRoot; where: string }> {
-  const require = createRequire(import.meta.url);
   let where = '@sigstore/tuf';
   try {
-    const pkgFile = require.resolve('@sigstore/tuf/package.json');
-    const pkg = JSON.parse(await readFile(pkgFile, 'utf8')) as { version?: string };
-    where = `@sigstore/tuf@${pkg.version ?? '?'}`;
-    const seeds = JSON.parse(await readFile(require.resolve('@sigstore/tuf/seeds.json'), 'utf8')) as Seeds;
+    // The single executable carries the seed (system/embedded.ts); a source install reads the package.
+    const embedded = embeddedVersions();
+    let seedsText: string;
+    if (embedded) {
+      where = `@sigstore/tuf@${embedded.sigstoreTuf}`;
+      seedsText = embeddedText(ASSETS.tufSeeds) as string;
+    } else {
+      const require = createRequire(import.meta.url);
+      const pkg = JSON.parse(await readFile(require.resolve('@sigstore/tuf/package.json'), 'utf8')) as { version?: string };
+      where = `@sigstore/tuf@${pkg.version ?? '?'}`;
+      seedsText = await readFile(require.resolve('@sigstore/tuf/seeds.json'), 'utf8');
+    }
+    const seeds = JSON.parse(seedsText) as Seeds;
     const encoded = seeds[DEFAULT_MIRROR_URL]?.targets?.[TRUSTED_ROOT_TARGET];
     if (encoded === undefined) throw new Error(`seeds.json has no ${TRUSTED_ROOT_TARGET} for ${DEFAULT_MIRROR_URL}`);
     const root = parseTrustedRoot(Buffer.from(encoded, 'base64').toString('utf8'), `${where} seeds.json`);
