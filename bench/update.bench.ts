@@ -8,6 +8,7 @@
  *
  *   cutover       node src/cli/run.ts update --version X       (TypeScript sources)
  *   cutover-dist  bin/cutover update --version X             (tsc build through the shipped launcher and its Node flags)
+ *   cutover-exe   cutover-linux-x64 update --version X       (the single executable, npm run build:exe)
  *   baseline      curl -o, sha256sum -c, mkdir + tar xzf, ln -s + mv -T
  *
  * cutover does more than the baseline: it fetches the index and the bundle, verifies the
@@ -23,7 +24,7 @@
  * Options: --quick (1 round each), --rounds N (default 5), --big-rounds N (default 3),
  * --link-rounds N (default 3; 0 skips), --link-rate BYTES_PER_S (default 20000000),
  * --tmpfs (install roots on a tmpfs in a private mount namespace: no disk noise; needs root),
- * --only nm|big, --no-dist, --profile (also one --cpu-prof run of cutover per fixture),
+ * --only nm|big, --no-dist, --no-exe, --profile (also one --cpu-prof run of cutover per fixture),
  * --working-tree (run src/ as it is on disk; default: a `git archive` snapshot of HEAD).
  * Env: BENCH_ROUNDS, BENCH_BIG_ROUNDS. Results: .bench-work/results.json.
  */
@@ -53,7 +54,7 @@ const TARGET_RSS_KIB = 96 * 1024;
 /** "Not growing with the artifact's size": the 1 GB median may exceed the small one by this much. */
 const RSS_GROWTH_SLACK_KIB = 8 * 1024;
 
-type ContestantId = 'cutover' | 'cutover-dist' | 'baseline';
+type ContestantId = 'cutover' | 'cutover-dist' | 'cutover-exe' | 'baseline';
 
 interface Sample {
   fixture: string;
@@ -74,6 +75,7 @@ interface Options {
   bigRounds: number;
   only: 'nm' | 'big' | undefined;
   dist: boolean;
+  exe: boolean;
   profile: boolean;
   /** Benchmark src/ as it is on disk instead of a snapshot of HEAD. */
   workingTree: boolean;
@@ -96,6 +98,7 @@ function readOptions(): Options {
       'big-rounds': { type: 'string' },
       only: { type: 'string' },
       'no-dist': { type: 'boolean', default: false },
+      'no-exe': { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
       'working-tree': { type: 'boolean', default: false },
       'link-rounds': { type: 'string' },
@@ -117,6 +120,7 @@ function readOptions(): Options {
     bigRounds: int(values['big-rounds'] ?? process.env.BENCH_BIG_ROUNDS, quick ? 1 : 3),
     only,
     dist: values['no-dist'] !== true,
+    exe: values['no-exe'] !== true,
     profile: values.profile === true,
     workingTree: values['working-tree'] === true,
     linkRounds: values['link-rounds'] === '0' ? 0 : int(values['link-rounds'] ?? process.env.BENCH_LINK_ROUNDS, quick ? 1 : 3),
@@ -179,6 +183,20 @@ function buildDist(srcDir: string): string | undefined {
   return existsSync(path.join(DIST, 'cli', 'run.js')) ? launcher : undefined;
 }
 
+/** The single executable built from `srcDir` (scripts/build-exe.ts) under pkg/exe, or undefined. */
+function buildExe(srcDir: string): string | undefined {
+  const out = path.join(PKG, 'exe');
+  try {
+    execFileSync(NODE, ['--disable-warning=ExperimentalWarning', path.join(srcDir, 'scripts', 'build-exe.ts'), '--arch', 'x64', '--out', out], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } catch (e) {
+    log(`build-exe failed: ${(e as { stderr?: Buffer }).stderr?.toString().trim() ?? String(e)}`);
+    return undefined;
+  }
+  return path.join(out, 'cutover-linux-x64');
+}
+
 async function publish(w: World, fx: Fixture): Promise<string> {
   const name = `demo-${fx.version}.tar.gz`;
   const bundle = await w.sigstore.sign(fx.archive, { identity: identityFor(fx.version), issuer: ISSUER });
@@ -221,7 +239,7 @@ interface Contestant {
   run(fx: Fixture, url: string, link?: number): Promise<Omit<Sample, 'fixture' | 'contestant' | 'round' | 'order'>>;
 }
 
-function cutoverContestant(id: 'cutover' | 'cutover-dist', cmd: string, entry: string[], w: World, caFile: string): Contestant {
+function cutoverContestant(id: 'cutover' | 'cutover-dist' | 'cutover-exe', cmd: string, entry: string[], w: World, caFile: string): Contestant {
   const { config, root } = writeConfig(w, caFile, id);
   return {
     id,
@@ -332,15 +350,21 @@ async function runRounds(fx: Fixture, url: string, contestants: Contestant[], ro
 /** Peak RSS of a run that loads everything and does nothing heavy (`status`): the floor. */
 async function rssFloor(cmd: string, entry: string[], config: string, id: string): Promise<number> {
   const xs: number[] = [];
-  for (let i = 0; i < 3; i++) {
+  const walls: number[] = [];
+  for (let i = 0; i < 5; i++) {
     const m = await measure(cmd, [...entry, '--config', config, 'status'], {
       env: { ...process.env, CUTOVER_PROG: 'demo' },
       rssFile: path.join(RUN, `${id}.floor.rss`),
     });
     xs.push(m.peakRssKiB);
+    walls.push(m.wallMs);
   }
+  statusWallMs[id] = median(walls);
   return median(xs);
 }
+
+/** Median wall time of `status` (start-up, config, state read; nothing else) by floor id. */
+const statusWallMs: Record<string, number> = {};
 
 /** The V8 flags bin/cutover passes to Node for dist/ (e.g. --max-semi-space-size=1 --no-turbofan). */
 function launcherFlags(srcDir: string): string[] {
@@ -439,6 +463,9 @@ function render(summaries: FixtureSummary[], samples: Sample[], floors: Record<s
     `\nRSS floor (\`status\`: all modules loaded, no work): ${Object.entries(floors)
       .map(([k, v]) => `${k} ${mib(v)}`)
       .join(', ')}`,
+    `\`status\` median wall (start-up): ${Object.entries(statusWallMs)
+      .map(([k, v]) => `${k.replace(/^floor-/, '')} ${secs(v)}`)
+      .join(', ')}`,
   );
   out.push('\ntargets');
   const verdict = (ok: boolean): string => (ok ? 'PASS' : 'MISS');
@@ -495,6 +522,7 @@ async function main(): Promise<void> {
   log(`benchmarking cutover from ${source.label}`);
   const distEntry = opts.dist ? buildDist(source.dir) : undefined;
   if (opts.dist && !distEntry) log('no dist/cli/run.js after tsc; skipping cutover-dist');
+  const exe = opts.exe ? buildExe(source.dir) : undefined;
 
   const w = await World.create();
   try {
@@ -504,6 +532,7 @@ async function main(): Promise<void> {
     const tsEntry = ['--disable-warning=ExperimentalWarning', path.join(source.dir, 'src', 'cli', 'run.ts')];
     const contestants: Contestant[] = [cutoverContestant('cutover', NODE, tsEntry, w, caFile)];
     if (distEntry) contestants.push(cutoverContestant('cutover-dist', distEntry, [], w, caFile));
+    if (exe) contestants.push(cutoverContestant('cutover-exe', exe, [], w, caFile));
     contestants.push(baselineContestant(caFile));
     const ids = contestants.map((c) => c.id);
 
@@ -546,6 +575,7 @@ async function main(): Promise<void> {
     const floors: Record<string, number> = {};
     floors.cutover = await rssFloor(NODE, tsEntry, writeConfig(w, caFile, 'floor-ts').config, 'floor-ts');
     if (distEntry) floors['cutover-dist'] = await rssFloor(distEntry, [], writeConfig(w, caFile, 'floor-dist').config, 'floor-dist');
+    if (exe) floors['cutover-exe'] = await rssFloor(exe, [], writeConfig(w, caFile, 'floor-exe').config, 'floor-exe');
 
     const profiles: string[] = [];
     if (opts.profile) {
@@ -564,7 +594,17 @@ async function main(): Promise<void> {
       '\nnote: cutover also fetches the index and bundle, verifies the Sigstore signature, checks every entry and\n' +
         'syncs the tree (sync -f) before the swap; the baseline does none of that.\n',
     );
-    const results = { at: new Date().toISOString(), source: source.label, machine: machine(), options: opts, fixtures, floors, summaries, samples };
+    const results = {
+      at: new Date().toISOString(),
+      source: source.label,
+      machine: machine(),
+      options: opts,
+      fixtures,
+      floors,
+      statusWallMs,
+      summaries,
+      samples,
+    };
     writeFileSync(path.join(WORK, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
     log(`results written to ${path.relative(REPO, path.join(WORK, 'results.json'))}`);
   } finally {
