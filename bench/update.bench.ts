@@ -149,7 +149,7 @@ function sourceTree(workingTree: boolean): { dir: string; label: string } {
     mkdirSync(dir, { recursive: true });
     execFileSync(
       'bash',
-      ['-c', 'set -euo pipefail; git archive "$1" src bin package.json tsconfig.json tsconfig.build.json | tar -x -C "$2"', 'snap', commit, dir],
+      ['-c', 'set -euo pipefail; git archive "$1" src bin scripts package.json tsconfig.json tsconfig.build.json | tar -x -C "$2"', 'snap', commit, dir],
       {
         cwd: REPO,
         env: { ...process.env, GIT_OPTIONAL_LOCKS: '0' },

@@ -99,9 +99,11 @@ async function inject(arch: Arch, blobFile: string, nodeVersion: string): Promis
   rmSync(tmp, { force: true });
   copyFileSync(nodeBinary(arch, nodeVersion), tmp);
   chmodSync(tmp, 0o755);
-  // binutils' strip reads any ELF architecture. The static symbol table and debug sections go
-  // (17 MiB); the dynamic symbols, which native addons would link against, stay.
-  run('strip', ['--strip-all', tmp]);
+  // The static symbol table and debug sections go (17 MiB); the dynamic symbols, which native
+  // addons would link against, stay. The host's strip reads only its own architecture.
+  const strip = arch === 'x64' ? 'strip' : ['aarch64-linux-gnu-strip', 'llvm-strip'].find((t) => spawnSync(t, ['--version']).status === 0);
+  if (strip) run(strip, ['--strip-all', tmp]);
+  else process.stderr.write(`no strip for ${arch} here (binutils-aarch64-linux-gnu has one): cutover-linux-${arch} is Node's binary as shipped\n`);
   const { inject: postject } = require('postject') as {
     inject: (file: string, name: string, data: Buffer, opts: { sentinelFuse: string }) => Promise<void>;
   };
