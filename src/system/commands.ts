@@ -16,6 +16,27 @@ export function commandEnv(extra: Record<string, string | undefined> = {}): Node
 }
 
 /**
+ * Those of UNSAFE_UNDER_ROOT that take effect while the process starts, before any script runs:
+ * unsetting them later changes nothing for this process (run.ts re-runs the single executable).
+ */
+const STARTUP_NAMES = [
+  'NODE_EXTRA_CA_CERTS',
+  'NODE_ICU_DATA',
+  'NODE_V8_COVERAGE',
+  'NODE_USE_ENV_PROXY',
+  'NODE_USE_SYSTEM_CA',
+  'OPENSSL_CONF',
+  'OPENSSL_MODULES',
+  'OPENSSL_ENGINES',
+  'SSL_CERT_FILE',
+  'SSL_CERT_DIR',
+  'LD_PRELOAD',
+  'LD_LIBRARY_PATH',
+  'LD_AUDIT',
+] as const;
+export const READ_AT_STARTUP: ReadonlySet<string> = new Set(STARTUP_NAMES);
+
+/**
  * Variables that change what a Node process loads, trusts or executes. The launcher unsets them
  * before starting Node as root; `scrubEnvironment` removes them again inside the process (for
  * runs that did not come through the launcher, and for children), where they still matter at
@@ -23,44 +44,12 @@ export function commandEnv(extra: Record<string, string | undefined> = {}): Node
  */
 export const UNSAFE_UNDER_ROOT = [
   'NODE_OPTIONS',
-  'NODE_EXTRA_CA_CERTS',
   'NODE_TLS_REJECT_UNAUTHORIZED',
   'NODE_PATH',
   'NODE_REPL_EXTERNAL_MODULE',
-  'NODE_ICU_DATA',
-  'NODE_V8_COVERAGE',
-  'NODE_USE_ENV_PROXY',
-  'NODE_USE_SYSTEM_CA',
-  'OPENSSL_CONF',
-  'OPENSSL_MODULES',
-  'OPENSSL_ENGINES',
-  'SSL_CERT_FILE',
-  'SSL_CERT_DIR',
-  'LD_PRELOAD',
-  'LD_LIBRARY_PATH',
-  'LD_AUDIT',
+  ...STARTUP_NAMES,
   'CUTOVER_NODE',
 ] as const;
-
-/**
- * Those of UNSAFE_UNDER_ROOT that take effect while the process starts, before any script runs:
- * unsetting them later changes nothing for this process (run.ts re-runs the single executable).
- */
-export const READ_AT_STARTUP: ReadonlySet<string> = new Set([
-  'NODE_EXTRA_CA_CERTS',
-  'NODE_ICU_DATA',
-  'NODE_V8_COVERAGE',
-  'NODE_USE_ENV_PROXY',
-  'NODE_USE_SYSTEM_CA',
-  'OPENSSL_CONF',
-  'OPENSSL_MODULES',
-  'OPENSSL_ENGINES',
-  'SSL_CERT_FILE',
-  'SSL_CERT_DIR',
-  'LD_PRELOAD',
-  'LD_LIBRARY_PATH',
-  'LD_AUDIT',
-]);
 
 /** Under euid 0: drop UNSAFE_UNDER_ROOT and pin PATH. Returns the names that were removed. */
 export function scrubEnvironment(env: NodeJS.ProcessEnv = process.env, euid = process.geteuid?.()): string[] {
