@@ -4,8 +4,9 @@
  * Starts a local HTTPS release server (its own CA) and a local Sigstore instance (real crypto,
  * offline), publishes signed releases of an app called `demo` with a SQLite database, and drives
  * the real cutover CLI against a sandbox install root: install, dry-run, update, a schema change
- * with its backup and migration, a refused rollback, `rollback --restore`, status, list. Pass
- * `--keep` to leave the sandbox on disk to look at.
+ * with its backup and migration, a refused rollback, `rollback --restore`, status, list; then, as
+ * root, the same upgrade with the app's units running under a private systemd (demo-services.ts).
+ * Pass `--keep` to leave the first sandbox on disk to look at.
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync } from 'node:fs';
@@ -13,6 +14,7 @@ import { userInfo } from 'node:os';
 import path from 'node:path';
 import { createAccount, removeAccount } from '../test/helpers/accounts.ts';
 import { World } from '../test/helpers/world.ts';
+import { servicesDemo } from './demo-services.ts';
 
 const keep = process.argv.includes('--keep');
 const w = await World.create();
@@ -114,6 +116,7 @@ try {
     process.stdout.write('\n# (the database part needs sqlite3: apt-get install sqlite3)\n');
   }
   await step('Retained releases', ['list']);
+  if (!(await servicesDemo(root ? account : undefined, (t) => show('out', t)))) failed = true;
   process.stdout.write(`\n${failed ? 'demo FAILED' : 'demo finished: every step behaved as expected'}\n`);
 } finally {
   if (root && !keep) removeAccount(account);
