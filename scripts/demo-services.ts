@@ -7,7 +7,7 @@
  * rolled back by itself. Without root or systemd it says why it skips this part.
  */
 import { chmodSync } from 'node:fs';
-import { APP, freePort, NODE_FLAGS, unitFrom } from '../test/helpers/app-units.ts';
+import { APP, freePort, unitsConfig, NODE_FLAGS, unitFrom } from '../test/helpers/app-units.ts';
 import { CLI } from '../test/helpers/cli.ts';
 import { startSystemd, systemdAvailable } from '../test/helpers/systemd.ts';
 import { World } from '../test/helpers/world.ts';
@@ -33,18 +33,7 @@ export async function servicesDemo(account: string | undefined, show: Show): Pro
       sd.exec(process.execPath, [...NODE_FLAGS, CLI, ...args], { env: { CUTOVER_PROG: 'demo', ...(env as Record<string, string>) }, timeoutMs: 120_000 });
     const port = await freePort();
     w.writeConfig({
-      top: `user = "${account}"
-
-[service]
-units = ["demo.service", "demo-worker.service"]
-
-[health]
-url = "http://127.0.0.1:${port}/health"
-timeout = "3s"
-interval = "500ms"
-successes = 3
-probe_timeout = "1s"
-`,
+      top: `${unitsConfig(account, port, { timeout: '3s', interval: '500ms' })}`,
     });
     for (const unit of ['demo.service', 'demo-worker.service']) sd.writeUnit(unit, unitFrom(unit, w.root, port, account));
     await sd.daemonReload();

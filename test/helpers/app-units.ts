@@ -43,3 +43,19 @@ export async function health(port: number): Promise<{ status: number; version?: 
     return null;
   }
 }
+
+/** The config lines for the example units run as `account` and gated on /health at `port`. */
+export function unitsConfig(account: string, port: number, gate: { timeout?: string; interval?: string } = {}): string {
+  return `user = "${account}"
+
+[service]
+units = ["demo.service", "demo-worker.service"]
+
+[health]
+url = "http://127.0.0.1:${port}/health"
+timeout = "${gate.timeout ?? '8s'}"
+interval = "${gate.interval ?? '200ms'}"
+successes = 3
+probe_timeout = "1s"
+`;
+}

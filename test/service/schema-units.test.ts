@@ -9,7 +9,7 @@ import { chmodSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createAccount, removeAccount } from '../helpers/accounts.ts';
-import { APP, freePort, health, NODE_FLAGS, unitFrom } from '../helpers/app-units.ts';
+import { APP, freePort, unitsConfig, health, NODE_FLAGS, unitFrom } from '../helpers/app-units.ts';
 import { CLI } from '../helpers/cli.ts';
 import { startSystemd, systemdAvailable, type Systemd } from '../helpers/systemd.ts';
 import { lastLine, World } from '../helpers/world.ts';
@@ -53,18 +53,7 @@ describe('a schema change around real systemd units', { skip }, () => {
       sd.exec(process.execPath, [...NODE_FLAGS, CLI, ...args], { env: { CUTOVER_PROG: 'demo', ...(env as Record<string, string>) }, timeoutMs: 120_000 });
     port = await freePort();
     w.writeConfig({
-      top: `user = "${account}"
-
-[service]
-units = ["demo.service", "demo-worker.service"]
-
-[health]
-url = "http://127.0.0.1:${port}/health"
-timeout = "8s"
-interval = "200ms"
-successes = 3
-probe_timeout = "1s"
-
+      top: `${unitsConfig(account, port)}
 [database]
 kind = "sqlite"
 path = "runtime/data/demo.db"

@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { acquireLock } from '../../src/state/lock.ts';
 import { createAccount, idsOf, removeAccount } from '../helpers/accounts.ts';
-import { APP, freePort, health, NODE_FLAGS, unitFrom } from '../helpers/app-units.ts';
+import { APP, freePort, unitsConfig, health, NODE_FLAGS, unitFrom } from '../helpers/app-units.ts';
 import { CLI, REPO } from '../helpers/cli.ts';
 import { startSystemd, systemdAvailable, type Systemd } from '../helpers/systemd.ts';
 import { lastLine, World } from '../helpers/world.ts';
@@ -33,18 +33,7 @@ describe('services: ordered restarts, health gate, automatic rollback, daemon (r
       sd.exec(process.execPath, [...NODE_FLAGS, CLI, ...args], { env: { CUTOVER_PROG: 'demo', ...(env as Record<string, string>) }, timeoutMs: 120_000 });
     port = await freePort();
     w.writeConfig({
-      top: `user = "${account}"
-
-[service]
-units = ["demo.service", "demo-worker.service"]
-
-[health]
-url = "http://127.0.0.1:${port}/health"
-timeout = "8s"
-interval = "200ms"
-successes = 3
-probe_timeout = "1s"
-
+      top: `${unitsConfig(account, port)}
 [daemon]
 interval = "10s"
 auto = "patch"
