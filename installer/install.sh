@@ -6,7 +6,7 @@
 # The vendor sets the lines under "Set by the vendor" in their copy. The script checks the OS and
 # architecture, downloads the cutover executable and checks its sha256 before running anything,
 # creates the app's system account and install root, writes /etc/<app>/cutover.toml (never over
-# an existing one), installs the updater unit (and the app's units, --units), runs the first
+# an existing one), installs the updater unit (and the app's units, --unit), runs the first
 # `update` (which verifies the app's release with Sigstore), links /usr/local/bin/<app>, and says
 # what to do next. Running it again is harmless; --upgrade-cutover replaces only the executable.
 # Every step is a function and `main "$@"` is the last line, so a truncated download runs nothing.
@@ -27,8 +27,9 @@ CUTOVER_SHA256_ARM64="0000000000000000000000000000000000000000000000000000000000
 CUTOVER_DIR=/opt/cutover
 BIN_DIR=/usr/local/bin
 UNIT_DIR=/etc/systemd/system
-VERSION='' ROOT='' USER_NAME='' UNITS_DIR='' HEALTH='' CA='' TRUSTED_ROOT='' UPGRADE_CUTOVER=0 ARCH=''
+VERSION='' ROOT='' USER_NAME='' HEALTH='' CA='' TRUSTED_ROOT='' UPGRADE_CUTOVER=0 ARCH=''
 WORK=''
+UNITS=()
 
 say() { printf '%s-install: %s\n' "$APP" "$*" >&2; }
 die() {
@@ -38,12 +39,12 @@ die() {
 
 usage() {
   cat >&2 <<EOF
-usage: install.sh [--version vX.Y.Z] [--root DIR] [--user NAME] [--units DIR] [--health URL]
+usage: install.sh [--version vX.Y.Z] [--root DIR] [--user NAME] [--unit FILE]... [--health URL]
                   [--ca FILE] [--trusted-root FILE] [--upgrade-cutover]
   --version          the app release to install first (default: the newest)
   --root             the install root (default /opt/$APP)
   --user             the app's system account, created if missing (default $APP)
-  --units DIR        the app's systemd units (*.service) to install and restart in name order
+  --unit FILE        an app unit (NAME.service) to install; repeat it, in the order to restart them
   --health URL       the app's health URL, checked after every switch
   --ca FILE          CA certificate(s) of a private release server (PEM)
   --trusted-root F   a pinned Sigstore trusted_root.json (default: public-good, via TUF)
@@ -58,7 +59,7 @@ parse_args() {
       --version) VERSION=${2:-}; shift 2 || usage ;;
       --root) ROOT=${2:-}; shift 2 || usage ;;
       --user) USER_NAME=${2:-}; shift 2 || usage ;;
-      --units) UNITS_DIR=${2:-}; shift 2 || usage ;;
+      --unit) UNITS+=("${2:-}"); shift 2 || usage ;;
       --health) HEALTH=${2:-}; shift 2 || usage ;;
       --ca) CA=${2:-}; shift 2 || usage ;;
       --trusted-root) TRUSTED_ROOT=${2:-}; shift 2 || usage ;;
@@ -75,7 +76,10 @@ parse_args() {
   [[ $USER_NAME =~ ^[a-z_][a-z0-9_-]{0,31}$ && $USER_NAME != root ]] || die "--user must be an account name other than root" 2
   [[ -z $HEALTH || $HEALTH =~ ^https?:// ]] || die "--health must be an http(s):// URL" 2
   [[ $INDEX_URL == https://* ]] || die "INDEX_URL at the top of this script must be https://" 2
-  if [ -n "$UNITS_DIR" ] && [ ! -d "$UNITS_DIR" ]; then die "--units $UNITS_DIR is not a directory" 2; fi
+  local u
+  for u in "${UNITS[@]}"; do
+    [[ -f $u && $(basename -- "$u") =~ ^[A-Za-z0-9@._-]+\.service$ ]] || die "--unit $u is not a NAME.service file" 2
+  done
   if [ -n "$CA" ] && [ ! -f "$CA" ]; then die "--ca $CA is not a file" 2; fi
   if [ -n "$TRUSTED_ROOT" ] && [ ! -f "$TRUSTED_ROOT" ]; then die "--trusted-root $TRUSTED_ROOT is not a file" 2; fi
   return 0
@@ -150,10 +154,6 @@ create_layout() {
   chmod 0755 "$ROOT"
 }
 
-units() {
-  [ -n "$UNITS_DIR" ] || return 0
-  find "$UNITS_DIR" -maxdepth 1 -type f -name '*.service' -printf '%f\n' | LC_ALL=C sort
-}
 
 write_config() {
   local dir="/etc/$APP" file list=''
@@ -163,7 +163,8 @@ write_config() {
     say "$file exists: left as it is"
     return 0
   fi
-  while read -r u; do [ -n "$u" ] && list="$list${list:+, }\"$u\""; done < <(units)
+  local u
+  for u in "${UNITS[@]}"; do list="$list${list:+, }\"$(basename -- "$u")\""; done
   {
     printf '# Written by the %s installer; see cutover docs/configuration.md.\n' "$APP"
     printf 'app = "%s"\nroot = "%s"\nuser = "%s"\nkeep = 3\n\n' "$APP" "$ROOT" "$USER_NAME"
@@ -248,11 +249,14 @@ UMask=0022
 WantedBy=multi-user.target
 EOF
   say "installed $UNIT_DIR/$APP-updater.service"
-  while read -r u; do
-    [ -n "$u" ] || continue
-    write_file "$UNIT_DIR/$u" <"$UNITS_DIR/$u"
-    say "installed $UNIT_DIR/$u"
-  done < <(units)
+  for u in "${UNITS[@]}"; do
+    local dest
+    dest="$UNIT_DIR/$(basename -- "$u")"
+    cp -- "$u" "$dest.tmp"
+    chmod 0644 "$dest.tmp"
+    mv -T "$dest.tmp" "$dest"
+    say "installed $dest"
+  done
   if systemd_running; then systemctl daemon-reload; fi
 }
 
