@@ -68,6 +68,9 @@ interface Sample {
   phases: Record<string, number>;
   /** baseline only: `sync -f` of its tree right after it exited. */
   flushMs?: number;
+  /** cutover only: `verify` of the release it just installed (untimed for the ratio). */
+  verifyMs?: number;
+  verifyRssKiB?: number;
 }
 
 interface Options {
@@ -250,7 +253,13 @@ function cutoverContestant(id: 'cutover' | 'cutover-dist' | 'cutover-exe', cmd: 
         rssFile: path.join(RUN, `${id}.rss`),
       });
       checkCutover(id, m, fx, root);
-      return { wallMs: m.wallMs, peakRssKiB: m.peakRssKiB, phases: cutoverPhases(m) };
+      // Re-checking every installed file against the install record: what `app verify` costs.
+      const v = await measure(cmd, [...entry, '--config', config, 'verify'], {
+        env: { ...process.env, CUTOVER_PROG: 'demo' },
+        rssFile: path.join(RUN, `${id}.verify.rss`),
+      });
+      if (v.code !== 0) throw new Error(`${id}: verify after the update exited ${v.code}: ${v.stderr.slice(-500)}`);
+      return { wallMs: m.wallMs, peakRssKiB: m.peakRssKiB, phases: cutoverPhases(m), verifyMs: v.wallMs, verifyRssKiB: v.peakRssKiB };
     },
   };
 }
@@ -450,6 +459,13 @@ function render(summaries: FixtureSummary[], samples: Sample[], floors: Record<s
       ),
       `baseline + its deferred flush (sync -f after it exits): ${secs((s.medianWallMs.baseline ?? NaN) + s.baselineFlushMedianMs)} ` +
         `(flush ${secs(s.baselineFlushMedianMs)}); cutover / that: ${((s.medianWallMs.cutover ?? NaN) / ((s.medianWallMs.baseline ?? NaN) + s.baselineFlushMedianMs)).toFixed(2)}`,
+      `\`verify\` of the installed release (not in the ratio): ${ids
+        .filter((id) => id !== 'baseline')
+        .map((id) => {
+          const own = samples.filter((x) => x.fixture === s.fixture && x.contestant === id);
+          return `${id} ${secs(median(own.map((x) => x.verifyMs ?? NaN)))} (peak RSS ${mib(median(own.map((x) => x.verifyRssKiB ?? NaN)))})`;
+        })
+        .join(', ')}`,
       'median phases:',
       ...ids.map(
         (id) =>
