@@ -5,12 +5,12 @@
  * status against the test HTTPS server and Sigstore.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { REPO, type RunResult } from '../helpers/cli.ts';
+import { buildExecutable, REPO, runCommand, type RunResult } from '../helpers/cli.ts';
 import { lastLine, World } from '../helpers/world.ts';
 
 const SYSROOT = '/usr/aarch64-linux-gnu';
@@ -28,28 +28,12 @@ describe('the arm64 executable, under qemu-user', { skip }, () => {
   function emulated(args: string[]): Promise<RunResult> {
     // No variable Node reads at startup is passed, so the executable does not run itself again
     // (which the kernel could not do here without binfmt_misc).
-    const child = spawn('qemu-aarch64-static', ['-L', SYSROOT, path.join(bin, 'demo'), ...args], {
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: bin },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    return new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+    return runCommand('qemu-aarch64-static', ['-L', SYSROOT, path.join(bin, 'demo'), ...args], { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: bin } });
   }
 
   before(async () => {
     bin = mkdtempSync(path.join(tmpdir(), 'cutover-arm64-'));
-    const built = spawnSync(
-      process.execPath,
-      ['--disable-warning=ExperimentalWarning', path.join(REPO, 'scripts', 'build-exe.ts'), '--arch', 'arm64', '--out', bin],
-      {
-        encoding: 'utf8',
-      },
-    );
-    assert.equal(built.status, 0, built.stderr);
-    const exe = path.join(bin, 'cutover-linux-arm64');
+    const exe = buildExecutable('arm64', bin);
     assert.match(spawnSync('file', ['-b', exe], { encoding: 'utf8' }).stdout, /ELF 64-bit LSB .*ARM aarch64/);
     symlinkSync(exe, path.join(bin, 'demo'));
     w = await World.create();

@@ -7,12 +7,12 @@
  * NODE_OPTIONS, and under root drops what Node reads at startup (NODE_EXTRA_CA_CERTS).
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { REPO, type RunResult } from '../helpers/cli.ts';
+import { buildExecutable, REPO, runCommand, type RunResult } from '../helpers/cli.ts';
 import { lastLine, World } from '../helpers/world.ts';
 
 const root = process.getuid?.() === 0;
@@ -36,28 +36,12 @@ describe('the single executable, with every Node hidden', { skip }, () => {
       `for n in $(which -a node nodejs) '${process.execPath}'; do if [ -e "$n" ]; then mount --bind /dev/null "$n"; fi; done`,
       'exec "$@"',
     ].join('\n');
-    const child = spawn('unshare', ['-m', 'sh', '-c', script, 'sh', ...argv], {
-      env: { PATH: SYSTEM_PATH, HOME: w.dir, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    return new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+    return runCommand('unshare', ['-m', 'sh', '-c', script, 'sh', ...argv], { env: { PATH: SYSTEM_PATH, HOME: w.dir, ...env } });
   }
 
   before(async () => {
     bin = mkdtempSync(path.join(tmpdir(), 'cutover-exe-'));
-    const built = spawnSync(
-      process.execPath,
-      ['--disable-warning=ExperimentalWarning', path.join(REPO, 'scripts', 'build-exe.ts'), '--arch', 'x64', '--out', bin],
-      {
-        encoding: 'utf8',
-      },
-    );
-    assert.equal(built.status, 0, built.stderr);
-    exe = path.join(bin, 'cutover-linux-x64');
+    exe = buildExecutable('x64', bin);
     // As a vendor installs it: /usr/local/bin/demo -> the executable.
     symlinkSync(exe, path.join(bin, 'demo'));
     w = await World.create();

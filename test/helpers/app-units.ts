@@ -4,6 +4,9 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { REPO } from './cli.ts';
+import { removeAccount } from './accounts.ts';
+import type { Systemd } from './systemd.ts';
+import type { World } from './world.ts';
 
 export const APP = readFileSync(path.join(REPO, 'test', 'fixtures', 'demo-app', 'server.mjs'), 'utf8');
 export const NODE_FLAGS = ['--disable-warning=ExperimentalWarning'];
@@ -58,4 +61,14 @@ interval = "${gate.interval ?? '200ms'}"
 successes = 3
 probe_timeout = "1s"
 `;
+}
+
+/** Tear down a service test: systemd first (userdel refuses an account that still has processes), then the world, then the account. */
+export async function stopAll(sd: Systemd | undefined, w: World | undefined, account: string): Promise<void> {
+  try {
+    await sd?.stop();
+    await w?.close();
+  } finally {
+    if (account) removeAccount(account);
+  }
 }

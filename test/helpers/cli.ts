@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
@@ -32,6 +33,26 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): { child: 
 
 export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
   return spawnCli(args, env).done;
+}
+
+/** Run any command with exactly `env` (nothing inherited), optionally feeding `stdin`, and collect what it prints. */
+export function runCommand(cmd: string, args: string[], opts: { env: NodeJS.ProcessEnv; stdin?: string }): Promise<RunResult> {
+  const child = spawn(cmd, args, { env: opts.env, stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  if (opts.stdin !== undefined) child.stdin?.end(opts.stdin);
+  return new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+}
+
+/** `npm run build:exe` for one architecture into `out`; the executable's path. */
+export function buildExecutable(arch: 'x64' | 'arm64', out: string): string {
+  const r = spawnSync(process.execPath, ['--disable-warning=ExperimentalWarning', path.join(REPO, 'scripts', 'build-exe.ts'), '--arch', arch, '--out', out], {
+    encoding: 'utf8',
+  });
+  assert.equal(r.status, 0, r.stderr);
+  return path.join(out, `cutover-linux-${arch}`);
 }
 
 /**

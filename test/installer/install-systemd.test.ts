@@ -8,14 +8,13 @@
  * outside the overlay) and gates on /health; then the installed app updates with ordered restarts.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createAccount, removeAccount } from '../helpers/accounts.ts';
-import { APP, freePort, health, unitFrom } from '../helpers/app-units.ts';
-import { REPO } from '../helpers/cli.ts';
+import { createAccount } from '../helpers/accounts.ts';
+import { APP, freePort, stopAll, health, unitFrom } from '../helpers/app-units.ts';
+import { buildExecutable, REPO } from '../helpers/cli.ts';
 import { startSystemd, systemdAvailable, type ExecResult, type Systemd } from '../helpers/systemd.ts';
 import { IDENTITY_TEMPLATE, ISSUER, World } from '../helpers/world.ts';
 
@@ -53,13 +52,7 @@ describe('install.sh --unit, under a real systemd', { skip: avail.ok ? false : a
     chmodSync(w.dir, 0o755);
     dir = path.join(sd.workDir, 'installer');
     for (const d of ['etc.u', 'etc.w', 'bin.u', 'bin.w', 'opt', 'out', 'units']) mkdirSync(path.join(dir, d), { recursive: true });
-    const built = spawnSync(
-      process.execPath,
-      ['--disable-warning=ExperimentalWarning', path.join(REPO, 'scripts', 'build-exe.ts'), '--arch', 'x64', '--out', path.join(dir, 'out')],
-      { encoding: 'utf8' },
-    );
-    assert.equal(built.status, 0, built.stderr);
-    const exe = path.join(dir, 'out', 'cutover-linux-x64');
+    const exe = buildExecutable('x64', path.join(dir, 'out'));
     w.server.files.set('cutover/cutover-linux-x64', { file: exe });
     port = await freePort();
     for (const u of ['demo.service', 'demo-worker.service']) writeFileSync(path.join(dir, 'units', u), unitFrom(u, w.root, port, account));
@@ -76,14 +69,7 @@ describe('install.sh --unit, under a real systemd', { skip: avail.ok ? false : a
     writeFileSync(path.join(dir, 'install.sh'), copy);
     await w.publish('1.0.0', { files: { 'server.mjs': APP } });
   });
-  after(async () => {
-    try {
-      await sd?.stop();
-      await w?.close();
-    } finally {
-      if (account) removeAccount(account);
-    }
-  });
+  after(() => stopAll(sd, w, account));
 
   test('the units are installed, loaded, started by the first update and gated on /health', async () => {
     const args = [

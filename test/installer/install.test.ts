@@ -7,13 +7,13 @@
  * a real signed index.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { REPO, type RunResult } from '../helpers/cli.ts';
+import { buildExecutable, REPO, runCommand, type RunResult } from '../helpers/cli.ts';
 import { IDENTITY_TEMPLATE, ISSUER, World } from '../helpers/world.ts';
 
 const INSTALLER = path.join(REPO, 'installer', 'install.sh');
@@ -86,16 +86,7 @@ describe('install.sh | sudo bash, in a private mount namespace', { skip }, () =>
       'mount -t tmpfs -o size=1m none /run',
       'exec "$@"',
     ].join('\n');
-    const child = spawn('unshare', ['-m', 'sh', '-c', script, 'sh', ...argv], {
-      env: { PATH: SYSTEM_PATH, HOME: dir, TMPDIR: dir },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdin.end(stdin ?? '');
-    return new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+    return runCommand('unshare', ['-m', 'sh', '-c', script, 'sh', ...argv], { env: { PATH: SYSTEM_PATH, HOME: dir, TMPDIR: dir }, stdin: stdin ?? '' });
   }
 
   /** `curl … | sudo bash -s -- args` with the vendor's copy. */
@@ -118,13 +109,7 @@ describe('install.sh | sudo bash, in a private mount namespace', { skip }, () =>
     dir = mkdtempSync(path.join(tmpdir(), 'cutover-installer-'));
     chmodSync(dir, 0o755);
     for (const d of ['etc.u', 'etc.w', 'bin.u', 'bin.w', 'opt', 'out']) mkdirSync(path.join(dir, d));
-    const built = spawnSync(
-      process.execPath,
-      ['--disable-warning=ExperimentalWarning', path.join(REPO, 'scripts', 'build-exe.ts'), '--arch', 'x64', '--out', path.join(dir, 'out')],
-      { encoding: 'utf8' },
-    );
-    assert.equal(built.status, 0, built.stderr);
-    exe = path.join(dir, 'out', 'cutover-linux-x64');
+    exe = buildExecutable('x64', path.join(dir, 'out'));
     w = await World.create();
     w.server.files.set('cutover/cutover-linux-x64', { file: exe });
     await w.publish('1.0.0');

@@ -8,8 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createAccount, removeAccount } from '../helpers/accounts.ts';
-import { APP, freePort, unitsConfig, health, NODE_FLAGS, unitFrom } from '../helpers/app-units.ts';
+import { createAccount } from '../helpers/accounts.ts';
+import { APP, freePort, stopAll, unitsConfig, health, NODE_FLAGS, unitFrom } from '../helpers/app-units.ts';
 import { CLI } from '../helpers/cli.ts';
 import { startSystemd, systemdAvailable, type Systemd } from '../helpers/systemd.ts';
 import { lastLine, World } from '../helpers/world.ts';
@@ -67,14 +67,7 @@ path = "runtime/data/demo.db"
     assert.equal(r.code, 0, r.stderr);
     sql("INSERT INTO notes VALUES ('v1')");
   });
-  after(async () => {
-    try {
-      await sd?.stop();
-      await w?.close();
-    } finally {
-      if (account) removeAccount(account);
-    }
-  });
+  after(() => stopAll(sd, w, account));
 
   test('stop worker then app, migrate while both are down, start app then worker, gate', async () => {
     await publish('2.0.0', 2, 'ALTER TABLE notes ADD COLUMN tag TEXT');

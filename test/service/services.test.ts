@@ -4,8 +4,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { acquireLock } from '../../src/state/lock.ts';
-import { createAccount, idsOf, removeAccount } from '../helpers/accounts.ts';
-import { APP, freePort, unitsConfig, health, NODE_FLAGS, unitFrom } from '../helpers/app-units.ts';
+import { createAccount, idsOf } from '../helpers/accounts.ts';
+import { APP, freePort, stopAll, unitsConfig, health, NODE_FLAGS, unitFrom } from '../helpers/app-units.ts';
 import { CLI, REPO } from '../helpers/cli.ts';
 import { startSystemd, systemdAvailable, type Systemd } from '../helpers/systemd.ts';
 import { lastLine, World } from '../helpers/world.ts';
@@ -46,15 +46,7 @@ auto = "patch"
     const r = await w.run(['update', '--version', '1.0.0']);
     assert.equal(r.code, 0, `${r.stderr}\n${sd.journald ? await sd.journal('demo.service') : ''}`);
   });
-  after(async () => {
-    try {
-      await sd?.stop();
-      await w?.close();
-    } finally {
-      // After stop(): userdel refuses an account that still has processes.
-      if (account) removeAccount(account);
-    }
-  });
+  after(() => stopAll(sd, w, account));
 
   test('a good update restarts the units in order and passes the health gate', async () => {
     await release('1.1.0');
