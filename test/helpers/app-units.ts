@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { REPO } from './cli.ts';
+import { CLI, REPO, type RunResult } from './cli.ts';
 import { removeAccount } from './accounts.ts';
 import type { Systemd } from './systemd.ts';
 import type { World } from './world.ts';
@@ -71,4 +71,10 @@ export async function stopAll(sd: Systemd | undefined, w: World | undefined, acc
   } finally {
     if (account) removeAccount(account);
   }
+}
+
+/** A World runner that runs the CLI inside `sd`'s namespace (as the tests' units see it). */
+export function cliIn(sd: Systemd): (args: string[], env: NodeJS.ProcessEnv) => Promise<RunResult> {
+  return (args, env) =>
+    sd.exec(process.execPath, [...NODE_FLAGS, CLI, ...args], { env: { CUTOVER_PROG: 'demo', ...(env as Record<string, string>) }, timeoutMs: 120_000 });
 }

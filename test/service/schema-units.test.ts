@@ -9,8 +9,7 @@ import { chmodSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createAccount } from '../helpers/accounts.ts';
-import { APP, freePort, stopAll, unitsConfig, health, NODE_FLAGS, unitFrom } from '../helpers/app-units.ts';
-import { CLI } from '../helpers/cli.ts';
+import { APP, cliIn, freePort, stopAll, unitsConfig, health, unitFrom } from '../helpers/app-units.ts';
 import { startSystemd, systemdAvailable, type Systemd } from '../helpers/systemd.ts';
 import { lastLine, World } from '../helpers/world.ts';
 
@@ -49,8 +48,7 @@ describe('a schema change around real systemd units', { skip }, () => {
     w = await World.create({ base: sd.workDir });
     chmodSync(w.dir, 0o755);
     db = path.join(w.root, 'runtime', 'data', 'demo.db');
-    w.runner = (args, env) =>
-      sd.exec(process.execPath, [...NODE_FLAGS, CLI, ...args], { env: { CUTOVER_PROG: 'demo', ...(env as Record<string, string>) }, timeoutMs: 120_000 });
+    w.runner = cliIn(sd);
     port = await freePort();
     w.writeConfig({
       top: `${unitsConfig(account, port)}

@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { acquireLock } from '../../src/state/lock.ts';
 import { createAccount, idsOf } from '../helpers/accounts.ts';
-import { APP, freePort, stopAll, unitsConfig, health, NODE_FLAGS, unitFrom } from '../helpers/app-units.ts';
+import { APP, cliIn, freePort, stopAll, unitsConfig, health, NODE_FLAGS, unitFrom } from '../helpers/app-units.ts';
 import { CLI, REPO } from '../helpers/cli.ts';
 import { startSystemd, systemdAvailable, type Systemd } from '../helpers/systemd.ts';
 import { lastLine, World } from '../helpers/world.ts';
@@ -29,8 +29,7 @@ describe('services: ordered restarts, health gate, automatic rollback, daemon (r
     w = await World.create({ base: sd.workDir });
     // mkdtemp made the world dir 0700: the app's account must pass through it to reach its release.
     chmodSync(w.dir, 0o755);
-    w.runner = (args, env) =>
-      sd.exec(process.execPath, [...NODE_FLAGS, CLI, ...args], { env: { CUTOVER_PROG: 'demo', ...(env as Record<string, string>) }, timeoutMs: 120_000 });
+    w.runner = cliIn(sd);
     port = await freePort();
     w.writeConfig({
       top: `${unitsConfig(account, port)}
